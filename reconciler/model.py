@@ -1,0 +1,236 @@
+"""The shared vocabulary: addresses, resources, offerings, changes and plans.
+
+Every layer speaks in these types; raw API JSON becomes a LiveResource or an Offering at
+the provider boundary and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+HOURS_PER_MONTH = 730.0
+
+
+class Kind(str, Enum):
+    SSH_KEY = "ssh_keys"
+    VOLUME = "volumes"
+    INSTANCE = "instances"
+
+    @property
+    def singular(self) -> str:
+        return {"ssh_keys": "ssh_key", "volumes": "volume", "instances": "instance"}[self.value]
+
+
+# Creation order: keys and volumes before the instances that use them.
+KIND_ORDER = (Kind.SSH_KEY, Kind.VOLUME, Kind.INSTANCE)
+
+_ADDRESS_RE = re.compile(r"^(ssh_keys|volumes|instances)\.([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+)\])?$")
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """`kind.name` or `kind.name[i]` for resources with `count`."""
+
+    kind: Kind
+    name: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        base = f"{self.kind.value}.{self.name}"
+        return base if self.index is None else f"{base}[{self.index}]"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        match = _ADDRESS_RE.match(text.strip())
+        if not match:
+            raise ValueError(
+                f"{text!r} is not a resource address (expected kind.name or kind.name[i], "
+                "kind one of ssh_keys, volumes, instances)"
+            )
+        kind, name, index = match.groups()
+        return cls(Kind(kind), name, int(index) if index is not None else None)
+
+    @property
+    def base(self) -> Address:
+        """The address without its count index (what `--target instances.x` names)."""
+        return Address(self.kind, self.name)
+
+    def sort_key(self) -> tuple[int, str, int]:
+        return (KIND_ORDER.index(self.kind), self.name, -1 if self.index is None else self.index)
+
+
+class Status(str, Enum):
+    """Provider statuses normalised to one set at the adapter edge."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    DELETE = "delete"
+    REPLACE = "replace"
+    UPDATE = "update"
+    NOOP = "no-op"
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    prevent_destroy: bool = False
+    create_before_destroy: bool = False
+    ignore_changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OfferingRequest:
+    """Requirements for an instance that does not pin an exact offering."""
+
+    gpu_type: str | None = None
+    num_gpus: int | None = None
+    max_hourly_price: float | None = None
+    region: str | None = None
+    cloud: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One desired resource, as the configuration declares it.
+
+    `attributes` is canonical JSON data; references to other resources are stored as
+    address strings (`ssh_key: "ssh_keys.deploy"`) and resolved to provider ids at apply.
+    """
+
+    address: Address
+    provider: str
+    attributes: dict[str, Any]
+    depends_on: tuple[Address, ...] = ()
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    sensitive: tuple[str, ...] = ()
+    offering: OfferingRequest | None = None
+    on_failure: str = "replace"
+
+
+@dataclass(frozen=True)
+class Offering:
+    """Something a provider sells: an instance type in a region, with its price.
+
+    `pin` holds the attributes that select exactly this offering on create
+    (Shadeform: cloud, region, shade_instance_type; Forward: offering_id).
+    """
+
+    provider: str
+    id: str
+    gpu_type: str
+    num_gpus: int
+    hourly_price: float
+    region: str
+    cloud: str
+    available: bool
+    pin: dict[str, Any]
+    vram_per_gpu_gb: int | None = None
+    instance_type: str | None = None
+
+    @property
+    def price_per_gpu_hour(self) -> float:
+        return self.hourly_price / self.num_gpus if self.num_gpus else self.hourly_price
+
+
+@dataclass(frozen=True)
+class LiveResource:
+    """A resource as the provider reports it now.
+
+    `attributes` uses the same names as a Resource's attributes for the fields the API
+    reports back, so the planner can see drift. `marker` is the ownership marker
+    reconciler put on it at create time, if any.
+    """
+
+    provider: str
+    kind: Kind
+    id: str
+    name: str
+    status: Status
+    attributes: dict[str, Any] = field(default_factory=dict)
+    marker: str | None = None
+    hourly_price: float | None = None
+    status_details: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedResource:
+    """What a provider returns from create: the id, plus whatever the answer carried."""
+
+    id: str
+    live: LiveResource | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a plan."""
+
+    address: Address
+    action: Action
+    provider: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reasons: tuple[str, ...] = ()
+    depends_on: tuple[Address, ...] = ()
+    replace_paths: tuple[str, ...] = ()
+    id: str | None = None
+    create_before_destroy: bool = False
+    sensitive: tuple[str, ...] = ()
+    hourly_before: float = 0.0
+    hourly_after: float = 0.0
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    hourly_before: float
+    hourly_after: float
+
+    @property
+    def hourly_delta(self) -> float:
+        return self.hourly_after - self.hourly_before
+
+    @property
+    def monthly_delta(self) -> float:
+        return self.hourly_delta * HOURS_PER_MONTH
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A live resource carrying this state's marker that state does not track."""
+
+    provider: str
+    kind: Kind
+    id: str
+    name: str
+    address: str | None
+    hourly_price: float | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    state_serial: int
+    state_lineage: str
+    cost: CostSummary
+    notes: tuple[str, ...] = ()
+    orphans: tuple[Orphan, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.NOOP for c in self.changes)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action is action)

@@ -1,0 +1,101 @@
+"""The Provider protocol: the only surface through which reconciler touches a cloud API.
+
+Canonical attributes (what config produces, what state stores, what live reports back):
+
+- ssh_keys:  name, public_key
+- volumes:   name, region, size_gb, cloud (Shadeform cloud; Forward's `provider`, optional)
+- instances: name, region, cloud, ssh_key (address), volumes (addresses), envs (name -> value),
+             Shadeform: shade_instance_type, os, launch, tags, rental_type, auto_delete, alert;
+             Forward: offering_id.
+
+`create` receives a *spec*: the canonical attributes with references resolved to provider
+ids (`ssh_key_id`, `volume_ids` instead of `ssh_key`, `volumes`) and sensitive values in
+clear. Each adapter stores the ownership `marker` where its API keeps it (Shadeform
+instance tags, otherwise a name suffix) and reports it back in `LiveResource.marker`, with
+the marker removed from `name` and `tags` so live attributes compare cleanly with config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from reconciler.model import CreatedResource, Kind, LiveResource, Offering
+
+EMBEDDED = "embedded"
+MARKER_PREFIX = "rc-"
+NAME_MARKER_SEPARATOR = "--"
+
+
+def split_name_marker(name: str) -> tuple[str, str | None]:
+    """`trainer--rc-1a2b3c4d-9f8e7d` -> (`trainer`, `rc-1a2b3c4d-9f8e7d`)."""
+    head, sep, tail = name.rpartition(NAME_MARKER_SEPARATOR)
+    if sep and tail.startswith(MARKER_PREFIX):
+        return head, tail
+    return name, None
+
+
+def join_name_marker(name: str, marker: str) -> str:
+    return f"{name}{NAME_MARKER_SEPARATOR}{marker}"
+
+
+@dataclass
+class ProviderSettings:
+    """How to reach one provider. `api_key` is never printed (see __repr__)."""
+
+    name: str
+    endpoint: str = EMBEDDED
+    api_key: str | None = field(default=None, repr=False)
+    rate_limit_per_second: float = 20.0
+    timeout_seconds: float = 30.0
+    max_retries: int = 5
+    list_consistency_seconds: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return self.endpoint == EMBEDDED
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One per API; nothing else crosses this line."""
+
+    name: str
+
+    @property
+    def list_consistency_seconds(self) -> float:
+        """How long a list may lag behind a write (Forward's cached lists); 0 if never."""
+        ...
+
+    def updatable(self, kind: Kind) -> frozenset[str]:
+        """Attributes this API changes in place; any other change forces replacement."""
+        ...
+
+    async def list(self, kind: Kind) -> list[LiveResource]:
+        """Every live resource of a kind: one call (plus pages), never one per resource."""
+        ...
+
+    async def get(self, kind: Kind, id: str) -> LiveResource | None:
+        """A fresh read of one resource, or None when it does not exist."""
+        ...
+
+    async def create(self, kind: Kind, spec: dict[str, Any], marker: str) -> CreatedResource: ...
+
+    async def delete(self, kind: Kind, id: str) -> None:
+        """Delete; a resource that is already gone counts as deleted."""
+        ...
+
+    async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None: ...
+
+    async def offerings(self) -> list[Offering]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProviderFactory(Protocol):
+    def __call__(
+        self, settings: ProviderSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Provider: ...

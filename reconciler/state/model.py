@@ -1,0 +1,102 @@
+"""The state document: what reconciler created, keyed by address, plus pending operations.
+
+Read leniently (unknown fields kept), written strictly. A newer `version` than this
+program knows is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reconciler.errors import StateError
+
+STATE_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ResourceState(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    provider: str
+    kind: str
+    id: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    marker: str | None = None
+    status: str = "active"
+    hourly_price: float | None = None
+    created_at: str | None = None
+
+
+class PendingOperation(BaseModel):
+    """A create or delete that was sent (or about to be) but not yet confirmed.
+
+    Written durably before the API call, cleared after the answer is recorded. A run
+    that finds one resolves it from live resources by marker before planning.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    op: Literal["create", "delete"]
+    address: str
+    provider: str
+    kind: str
+    marker: str
+    name: str
+    started_at: str = Field(default_factory=utc_now)
+    id: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    hourly_price: float | None = None
+
+
+class StateDocument(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: int = STATE_VERSION
+    serial: int = 0
+    lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    resources: dict[str, ResourceState] = Field(default_factory=dict)
+    pending: list[PendingOperation] = Field(default_factory=list)
+
+    @classmethod
+    def from_json_text(cls, text: str, source: str) -> StateDocument:
+        """Parse state, refusing corrupt or newer documents with a message naming `source`."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StateError(
+                f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}",
+                hint="the previous version is kept beside it as a .backup file; "
+                "inspect it and copy it back if it is good",
+            ) from exc
+        if not isinstance(raw, dict):
+            raise StateError(f"{source} is not a state document (expected a JSON object)")
+        version = raw.get("version")
+        if isinstance(version, int) and version > STATE_VERSION:
+            raise StateError(
+                f"{source} has state version {version}, newer than this reconciler knows "
+                f"({STATE_VERSION})",
+                hint="upgrade reconciler; the file was left untouched",
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StateError(f"{source} is not a valid state document: {where}: {first['msg']}") from exc
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=False) + "\n"
+
+    def id_of(self, address: str) -> str | None:
+        res = self.resources.get(address)
+        return res.id if res else None
