@@ -6,7 +6,10 @@ the provider boundary and nowhere else.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import re
+import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -234,3 +237,47 @@ class Plan:
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)
+
+
+MASK_PREFIX = "sha256:"
+
+
+def get_path(data: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path (`envs.HF_TOKEN`), or None."""
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def mask_sensitive(attributes: dict[str, Any], paths: tuple[str, ...], salt: str) -> dict[str, Any]:
+    """A copy with each sensitive value replaced by a salted digest.
+
+    State keeps the digest, never the value, yet a changed secret still shows as a change.
+    """
+    if not paths:
+        return attributes
+    masked = copy.deepcopy(attributes)
+    for path in paths:
+        parts = path.split(".")
+        node: Any = masked
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and parts[-1] in node:
+            value = node[parts[-1]]
+            if isinstance(value, str) and value.startswith(MASK_PREFIX):
+                continue
+            digest = hashlib.sha256(f"{salt}\0{value}".encode()).hexdigest()[:32]
+            node[parts[-1]] = MASK_PREFIX + digest
+    return masked
+
+
+def new_marker(lineage: str) -> str:
+    """An ownership marker: this state's lineage prefix plus a per-create nonce."""
+    return f"rc-{lineage.replace('-', '')[:8]}-{secrets.token_hex(3)}"
+
+
+def marker_belongs_to(marker: str | None, lineage: str) -> bool:
+    return bool(marker) and str(marker).startswith(f"rc-{lineage.replace('-', '')[:8]}-")

@@ -36,6 +36,12 @@ class ResourceState(BaseModel):
     created_at: str | None = None
 
 
+class DeposedResource(ResourceState):
+    """An old object of a create_before_destroy replacement, kept until it is deleted."""
+
+    address: str
+
+
 class PendingOperation(BaseModel):
     """A create or delete that was sent (or about to be) but not yet confirmed.
 
@@ -65,6 +71,7 @@ class StateDocument(BaseModel):
     serial: int = 0
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
     resources: dict[str, ResourceState] = Field(default_factory=dict)
+    deposed: list[DeposedResource] = Field(default_factory=list)
     pending: list[PendingOperation] = Field(default_factory=list)
 
     @classmethod
