@@ -1,0 +1,33 @@
+"""The provider registry: one explicit dict from the name users write to the adapter class.
+
+Adding a provider is one new module and one line here.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import httpx
+
+from reconciler.errors import ConfigError
+from reconciler.providers.base import Provider, ProviderFactory, ProviderSettings
+from reconciler.providers.forward import ForwardProvider
+from reconciler.providers.http import VolumeOffering
+from reconciler.providers.shadeform import ShadeformProvider
+
+PROVIDERS: dict[str, ProviderFactory] = {
+    "shadeform": ShadeformProvider,
+    "forward": ForwardProvider,
+}
+
+__all__ = ["PROVIDERS", "ForwardProvider", "ShadeformProvider", "VolumeOffering", "make_provider"]
+
+
+def make_provider(settings: ProviderSettings, transport: httpx.AsyncBaseTransport | None = None) -> Provider:
+    """The adapter for `settings.name`; an unknown name is a configuration error with a suggestion."""
+    factory = PROVIDERS.get(settings.name)
+    if factory is None:
+        close = difflib.get_close_matches(settings.name, list(PROVIDERS), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known providers: {', '.join(sorted(PROVIDERS))}"
+        raise ConfigError(f"unknown provider {settings.name!r}", field="provider", hint=hint)
+    return factory(settings, transport)

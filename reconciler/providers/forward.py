@@ -1,0 +1,302 @@
+"""Forward Compute adapter: maps the Forward Compute spot API (v1) to the Provider protocol.
+
+Documented endpoints (shared seeds): `GET /spot/compute/offerings`,
+`GET /spot/volumes/offerings`, `GET|POST /spot/instances/`, `GET /spot/instances/{id}`,
+`GET /spot/volumes/`, `GET /spot/volumes/{id}`, `GET /spot/ssh-keys/`. Errors are
+`{"error": {"type", "message", "field"}}`.
+
+Assumed endpoints, which the reference excerpt does not list, following its REST
+conventions (as the seeds' README prescribes): `DELETE /spot/instances/{id}`,
+`POST /spot/volumes/` with `{"name", "size_gb", "region", "provider"?}`,
+`DELETE /spot/volumes/{id}`, `POST /spot/ssh-keys/` with `{"name", "public_key"}`,
+`DELETE /spot/ssh-keys/{id}` and `GET /spot/ssh-keys/{id}`. The excerpt does not show
+the auth scheme either: the key goes in `Authorization: Bearer <key>` (`AUTH_HEADER`).
+
+Lists are served from a cache and may lag writes; `get` asks for fresh data with
+`?refresh=true`. `list_consistency_seconds` is the caller's setting, except that against
+the real API an unset (zero) value means `REAL_API_LIST_CONSISTENCY_SECONDS`.
+
+Where requests go is decided as for Shadeform: an http(s) `settings.endpoint`, else
+`settings.options["base_url"]` (the embedded emulator, whose transport the caller
+passes), else the real API. Ownership markers are name suffixes on every kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from typing import Any
+
+import httpx
+
+from reconciler.errors import NotFoundError, ProviderError
+from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status
+from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
+from reconciler.providers.http import (
+    ApiClient,
+    ApiErrorBody,
+    Clock,
+    Sleep,
+    VolumeOffering,
+    envs_from_api,
+    envs_to_api,
+    in_use_error,
+    parse_decimal,
+    resolve_base_url,
+)
+
+DEFAULT_BASE_URL = "https://api.forwardcompute.ai/v1"
+AUTH_HEADER = "Authorization"
+AUTH_SCHEME = "Bearer "
+API_KEY_ENV_VAR = "FORWARD_API_KEY"
+REAL_API_LIST_CONSISTENCY_SECONDS = 30.0
+
+STATUS_MAP: dict[str, Status] = {
+    "pending": Status.PENDING,
+    "creating": Status.PENDING,
+    "restarting": Status.PENDING,
+    "active": Status.ACTIVE,
+    "deleting": Status.DELETING,
+    "deleted": Status.DELETED,
+    "error": Status.ERROR,
+}
+
+_COLLECTION = {
+    Kind.INSTANCE: "/spot/instances/",
+    Kind.VOLUME: "/spot/volumes/",
+    Kind.SSH_KEY: "/spot/ssh-keys/",
+}
+_ITEM = {
+    Kind.INSTANCE: "/spot/instances/{id}",
+    Kind.VOLUME: "/spot/volumes/{id}",
+    Kind.SSH_KEY: "/spot/ssh-keys/{id}",
+}
+_CAPACITY_TYPES = ("capacity", "insufficient_capacity", "out_of_capacity", "no_capacity")
+_CAPACITY_WORDS = ("capacity", "out of stock", "sold out", "not available", "unavailable")
+
+
+def status_from_api(value: Any) -> Status:
+    """Map a Forward status string to the shared enum; unknown strings are UNKNOWN."""
+    return STATUS_MAP.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
+
+
+def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
+    """A sold-out offering: a capacity error type, or a provider/validation error saying so."""
+    if status in (401, 403, 404, 429):
+        return False
+    if (body.type or "").lower() in _CAPACITY_TYPES:
+        return True
+    return any(word in body.message.lower() for word in _CAPACITY_WORDS)
+
+
+class ForwardProvider:
+    """The Forward Compute spot API behind the Provider protocol."""
+
+    name = "forward"
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        base_url = resolve_base_url(settings, DEFAULT_BASE_URL, transport)
+        self._real_api = transport is None and base_url.rstrip("/") == DEFAULT_BASE_URL
+        self.api = ApiClient(
+            provider=self.name,
+            base_url=base_url,
+            api_key=settings.api_key,
+            auth_header=AUTH_HEADER,
+            auth_scheme=AUTH_SCHEME,
+            key_env_var=API_KEY_ENV_VAR,
+            timeout_seconds=settings.timeout_seconds,
+            max_retries=settings.max_retries,
+            rate_limit_per_second=settings.rate_limit_per_second,
+            is_capacity_error=is_capacity_error,
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+        )
+        self.calls = self.api.calls
+
+    def __repr__(self) -> str:
+        return f"ForwardProvider({self.api!r})"
+
+    @property
+    def list_consistency_seconds(self) -> float:
+        """How long Forward's cached lists may lag a write."""
+        configured = self.settings.list_consistency_seconds
+        if self._real_api and configured <= 0:
+            return REAL_API_LIST_CONSISTENCY_SECONDS
+        return configured
+
+    def updatable(self, kind: Kind) -> frozenset[str]:
+        """Forward has no update endpoint: every change replaces."""
+        return frozenset()
+
+    async def list(self, kind: Kind) -> builtins.list[LiveResource]:
+        data = await self.api.request("GET", _COLLECTION[kind])
+        items = _data_items(data)
+        live = [self._to_live(kind, item) for item in items]
+        return [r for r in live if r.status is not Status.DELETED]
+
+    async def get(self, kind: Kind, id: str) -> LiveResource | None:
+        """A fresh read (`?refresh=true`), bypassing the list cache."""
+        try:
+            item = await self.api.request("GET", _ITEM[kind], ids={"id": id}, params={"refresh": "true"})
+        except NotFoundError:
+            return None
+        if isinstance(item, dict) and isinstance(item.get("data"), dict):
+            item = item["data"]
+        return self._to_live(kind, item) if isinstance(item, dict) else None
+
+    async def create(self, kind: Kind, spec: dict[str, Any], marker: str) -> CreatedResource:
+        body = self._create_body(kind, spec, marker)
+        data = await self.api.request("POST", _COLLECTION[kind], json=body, create=True)
+        if isinstance(data, dict) and isinstance(data.get("data"), dict):
+            data = data["data"]
+        created_id = data.get("id") if isinstance(data, dict) else None
+        if not created_id:
+            raise self.api.create_outcome_unknown("the answer carried no id", None)
+        live = self._to_live(kind, data) if isinstance(data, dict) and "name" in data else None
+        return CreatedResource(id=str(created_id), live=live)
+
+    async def delete(self, kind: Kind, id: str) -> None:
+        try:
+            await self.api.request("DELETE", _ITEM[kind], ids={"id": id})
+        except NotFoundError:
+            return
+        except ProviderError as exc:
+            in_use = in_use_error(exc, kind, id)
+            if in_use is not None:
+                raise in_use from None
+            raise
+
+    async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None:
+        raise ValueError(f"forward cannot update {kind.value} in place (asked to change {sorted(changes)})")
+
+    async def offerings(self) -> builtins.list[Offering]:
+        """Every compute offering; sold-out ones have available=False."""
+        data = await self.api.request("GET", "/spot/compute/offerings")
+        return [o for o in (self._offering(item) for item in _data_items(data)) if o is not None]
+
+    async def volume_offerings(self) -> builtins.list[VolumeOffering]:
+        """Volume prices per provider and region (`GET /spot/volumes/offerings`)."""
+        data = await self.api.request("GET", "/spot/volumes/offerings")
+        result = []
+        for item in _data_items(data):
+            price = parse_decimal(item.get("price_per_gb_per_hour"))
+            if price is None or not item.get("id"):
+                continue
+            result.append(
+                VolumeOffering(
+                    provider=self.name,
+                    id=str(item["id"]),
+                    cloud=str(item.get("provider", "")),
+                    region=str(item.get("region", "")),
+                    price_per_gb_hour=price,
+                    fixed_size=bool(item.get("fixed_size", False)),
+                    supports_multi_mount=bool(item.get("supports_multi_mount", False)),
+                )
+            )
+        return result
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    def _create_body(self, kind: Kind, spec: dict[str, Any], marker: str) -> dict[str, Any]:
+        name = join_name_marker(spec["name"], marker)
+        if kind is Kind.SSH_KEY:
+            return {"name": name, "public_key": spec["public_key"]}
+        if kind is Kind.VOLUME:
+            body: dict[str, Any] = {"name": name, "size_gb": int(spec["size_gb"]), "region": spec["region"]}
+            if spec.get("cloud"):
+                body["provider"] = spec["cloud"]
+            return body
+        body = {"name": name, "offering_id": spec["offering_id"]}
+        if spec.get("ssh_key_id"):
+            body["ssh_key_id"] = spec["ssh_key_id"]
+        if spec.get("volume_ids"):
+            body["volume_ids"] = list(spec["volume_ids"])
+        if spec.get("envs"):
+            body["envs"] = envs_to_api(spec["envs"])
+        return body
+
+    def _to_live(self, kind: Kind, item: dict[str, Any]) -> LiveResource:
+        name, marker = split_name_marker(str(item.get("name", "")))
+        attributes: dict[str, Any] = {"name": name}
+        hourly_price: float | None = None
+        if kind is Kind.SSH_KEY:
+            attributes["public_key"] = item.get("public_key")
+        elif kind is Kind.VOLUME:
+            attributes.update(
+                region=item.get("region"),
+                cloud=item.get("provider"),
+                size_gb=item.get("size_gb"),
+                fixed_size=item.get("fixed_size"),
+                supports_multi_mount=item.get("supports_multi_mount"),
+                mounted_by=item.get("mounted_by") or None,
+            )
+            hourly_price = parse_decimal(item.get("cost_estimate"))
+        else:
+            attributes.update(
+                region=item.get("region"),
+                cloud=item.get("provider"),
+                envs=envs_from_api(item.get("envs")),
+                ssh_key_id=item.get("ssh_key_id"),
+                volume_ids=list(item.get("volume_ids") or []),
+                ip=item.get("ip"),
+                ssh_user=item.get("ssh_user"),
+                ssh_port=item.get("ssh_port"),
+            )
+            if item.get("offering_id"):
+                attributes["offering_id"] = item["offering_id"]
+            hourly_price = parse_decimal(item.get("hourly_price"))
+        has_status = kind is Kind.INSTANCE or "status" in item
+        return LiveResource(
+            provider=self.name,
+            kind=kind,
+            id=str(item.get("id", "")),
+            name=name,
+            status=status_from_api(item.get("status")) if has_status else Status.ACTIVE,
+            attributes=attributes,
+            marker=marker,
+            hourly_price=hourly_price,
+            status_details=item.get("status_details"),
+        )
+
+    def _offering(self, item: dict[str, Any]) -> Offering | None:
+        price = parse_decimal(item.get("hourly_price"))
+        if price is None or not item.get("id"):
+            return None
+        configuration = item.get("configuration") if isinstance(item.get("configuration"), dict) else {}
+        config: dict[str, Any] = configuration or {}
+        vram = config.get("vram_per_gpu_in_gb")
+        offering_id = str(item["id"])
+        return Offering(
+            provider=self.name,
+            id=offering_id,
+            gpu_type=str(config.get("gpu_type") or item.get("instance_type") or ""),
+            num_gpus=int(config.get("num_gpus") or 0),
+            hourly_price=price,
+            region=str(item.get("region", "")),
+            cloud=str(item.get("provider", "")),
+            available=bool(item.get("available", False)),
+            pin={"offering_id": offering_id},
+            vram_per_gpu_gb=int(vram) if vram is not None else None,
+            instance_type=_text(item.get("instance_type")),
+        )
+
+
+def _data_items(data: Any) -> list[dict[str, Any]]:
+    """The `data` array of a Forward list answer, keeping only objects."""
+    items = data.get("data") if isinstance(data, dict) else None
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

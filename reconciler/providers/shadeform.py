@@ -1,0 +1,447 @@
+"""Shadeform adapter: maps the Shadeform API v1 to the Provider protocol.
+
+Endpoints (per the shared seeds): instances `GET /instances`, `POST /instances/create`,
+`GET /instances/{id}/info`, `POST /instances/{id}/update`, `POST /instances/{id}/delete`,
+`GET /instances/types`; volumes `GET /volumes`, `POST /volumes/create`,
+`GET /volumes/{id}/info`, `POST /volumes/{id}/delete`, `GET /volumes/types`; SSH keys
+`GET /sshkeys`, `POST /sshkeys/add`, `GET /sshkeys/{id}/info`, `POST /sshkeys/{id}/delete`.
+Auth is the `X-API-KEY` header.
+
+Where requests go: `settings.endpoint` when it is an http(s) URL; otherwise
+`settings.options["base_url"]` when set, otherwise the real API. The embedded endpoint
+runs the emulator in-process: the caller passes its httpx transport and sets
+`options["base_url"]` to the emulator's base URL (a provider for the embedded endpoint
+refuses to start without a transport, so it can never reach the real API by mistake).
+
+Ownership: instances carry the marker as the tag `reconciler:<marker>` (their name stays
+the user's); volumes and SSH keys carry it as a name suffix (`join_name_marker`).
+Prices: instance `hourly_price` is integer cents and is reported in dollars; a volume's
+price is `price_per_gb_per_hour` of its cloud and region (from `/volumes/types`, read once
+per provider) times its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import builtins
+import time
+from typing import Any
+
+import httpx
+
+from reconciler.errors import NotFoundError, ProviderError
+from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status
+from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
+from reconciler.providers.http import (
+    ApiClient,
+    ApiErrorBody,
+    Clock,
+    Sleep,
+    VolumeOffering,
+    envs_from_api,
+    envs_to_api,
+    in_use_error,
+    parse_decimal,
+    resolve_base_url,
+)
+
+DEFAULT_BASE_URL = "https://api.shadeform.ai/v1"
+API_KEY_HEADER = "X-API-KEY"
+API_KEY_ENV_VAR = "SHADEFORM_API_KEY"
+MARKER_TAG_PREFIX = "reconciler:"
+
+STATUS_MAP: dict[str, Status] = {
+    "pending": Status.PENDING,
+    "creating": Status.PENDING,
+    "restarting": Status.PENDING,
+    "active": Status.ACTIVE,
+    "deleting": Status.DELETING,
+    "deleted": Status.DELETED,
+    "error": Status.ERROR,
+}
+
+_ROUTES: dict[Kind, dict[str, str]] = {
+    Kind.INSTANCE: {
+        "list": "/instances",
+        "info": "/instances/{id}/info",
+        "create": "/instances/create",
+        "delete": "/instances/{id}/delete",
+        "update": "/instances/{id}/update",
+    },
+    Kind.VOLUME: {
+        "list": "/volumes",
+        "info": "/volumes/{id}/info",
+        "create": "/volumes/create",
+        "delete": "/volumes/{id}/delete",
+    },
+    Kind.SSH_KEY: {
+        "list": "/sshkeys",
+        "info": "/sshkeys/{id}/info",
+        "create": "/sshkeys/add",
+        "delete": "/sshkeys/{id}/delete",
+    },
+}
+_LIST_FIELD = {Kind.INSTANCE: "instances", Kind.VOLUME: "volumes", Kind.SSH_KEY: "ssh_keys"}
+_DOCKER_FIELDS = ("image", "args", "port_mappings", "volume_mounts", "shared_memory_in_gb")
+_INSTANCE_PASSTHROUGH = ("os", "rental_type", "auto_delete", "alert")
+_CAPACITY_WORDS = ("capacity", "out of stock", "sold out", "not available", "unavailable")
+
+
+def status_from_api(value: Any) -> Status:
+    """Map a Shadeform status string to the shared enum; unknown strings are UNKNOWN."""
+    return STATUS_MAP.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
+
+
+def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
+    """Shadeform reports a sold-out type as a client error whose type or message says so."""
+    text = f"{body.type or ''} {body.message}".lower()
+    return (
+        400 <= status < 600 and status not in (401, 403, 404, 429) and any(w in text for w in _CAPACITY_WORDS)
+    )
+
+
+def marker_tag(marker: str) -> str:
+    return f"{MARKER_TAG_PREFIX}{marker}"
+
+
+def split_marker_tag(tags: list[str]) -> tuple[list[str], str | None]:
+    """User tags without the ownership tag, and the marker it carried (if any)."""
+    marker = None
+    user_tags = []
+    for tag in tags:
+        if tag.startswith(MARKER_TAG_PREFIX) and marker is None:
+            marker = tag[len(MARKER_TAG_PREFIX) :]
+        else:
+            user_tags.append(tag)
+    return user_tags, marker
+
+
+def launch_to_api(launch: dict[str, Any]) -> dict[str, Any]:
+    """Canonical `launch` -> Shadeform `launch_configuration`.
+
+    `{type: docker, image, args, envs, port_mappings, volume_mounts, shared_memory_in_gb}`
+    becomes a docker_configuration; `{type: script, script}` a script_configuration with
+    the script base64-encoded.
+    """
+    kind = launch.get("type")
+    if kind == "docker":
+        docker = {k: launch[k] for k in _DOCKER_FIELDS if launch.get(k) is not None}
+        if launch.get("envs"):
+            docker["envs"] = envs_to_api(launch["envs"])
+        return {"type": "docker", "docker_configuration": docker}
+    if kind == "script":
+        script = str(launch.get("script", ""))
+        encoded = base64.b64encode(script.encode()).decode()
+        return {"type": "script", "script_configuration": {"base64_script": encoded}}
+    raise ValueError(f"launch type must be 'docker' or 'script', got {kind!r}")
+
+
+def launch_from_api(config: Any) -> dict[str, Any] | None:
+    """Shadeform `launch_configuration` -> canonical `launch` (inverse of launch_to_api)."""
+    if not isinstance(config, dict) or not config.get("type"):
+        return None
+    kind = config["type"]
+    if kind == "docker":
+        docker = config.get("docker_configuration") or {}
+        launch: dict[str, Any] = {"type": "docker"}
+        launch.update({k: docker[k] for k in _DOCKER_FIELDS if docker.get(k) is not None})
+        if docker.get("envs"):
+            launch["envs"] = envs_from_api(docker["envs"])
+        return launch
+    if kind == "script":
+        encoded = (config.get("script_configuration") or {}).get("base64_script", "")
+        try:
+            return {"type": "script", "script": base64.b64decode(encoded, validate=True).decode()}
+        except (binascii.Error, UnicodeDecodeError):
+            return {"type": "script", "base64_script": encoded}
+    return {"type": kind}
+
+
+def _dollars_from_cents(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value) / 100
+    except (TypeError, ValueError):
+        return None
+
+
+class ShadeformProvider:
+    """The Shadeform API behind the Provider protocol."""
+
+    name = "shadeform"
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.api = ApiClient(
+            provider=self.name,
+            base_url=resolve_base_url(settings, DEFAULT_BASE_URL, transport),
+            api_key=settings.api_key,
+            auth_header=API_KEY_HEADER,
+            auth_scheme="",
+            key_env_var=API_KEY_ENV_VAR,
+            timeout_seconds=settings.timeout_seconds,
+            max_retries=settings.max_retries,
+            rate_limit_per_second=settings.rate_limit_per_second,
+            is_capacity_error=is_capacity_error,
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+        )
+        self.calls = self.api.calls
+        self._volume_prices: dict[tuple[str, str], float] | None = None
+
+    def __repr__(self) -> str:
+        return f"ShadeformProvider({self.api!r})"
+
+    @property
+    def list_consistency_seconds(self) -> float:
+        """Shadeform lists are read from the source of truth: never stale."""
+        return 0.0
+
+    def updatable(self, kind: Kind) -> frozenset[str]:
+        return frozenset({"name", "tags"}) if kind is Kind.INSTANCE else frozenset()
+
+    async def list(self, kind: Kind) -> builtins.list[LiveResource]:
+        data = await self.api.request("GET", _ROUTES[kind]["list"])
+        items = (data or {}).get(_LIST_FIELD[kind]) or []
+        prices = await self._volume_price_table() if kind is Kind.VOLUME and items else {}
+        live = [self._to_live(kind, item, prices) for item in items if isinstance(item, dict)]
+        return [r for r in live if r.status is not Status.DELETED]
+
+    async def get(self, kind: Kind, id: str) -> LiveResource | None:
+        try:
+            item = await self.api.request("GET", _ROUTES[kind]["info"], ids={"id": id})
+        except NotFoundError:
+            return None
+        if not isinstance(item, dict):
+            return None
+        prices = await self._volume_price_table() if kind is Kind.VOLUME else {}
+        return self._to_live(kind, item, prices)
+
+    async def create(self, kind: Kind, spec: dict[str, Any], marker: str) -> CreatedResource:
+        body = self._create_body(kind, spec, marker)
+        data = await self.api.request("POST", _ROUTES[kind]["create"], json=body, create=True)
+        created_id = data.get("id") if isinstance(data, dict) else None
+        if not created_id:
+            raise self.api.create_outcome_unknown("the answer carried no id", None)
+        return CreatedResource(id=str(created_id))
+
+    async def delete(self, kind: Kind, id: str) -> None:
+        try:
+            await self.api.request("POST", _ROUTES[kind]["delete"], ids={"id": id})
+        except NotFoundError:
+            return
+        except ProviderError as exc:
+            in_use = in_use_error(exc, kind, id)
+            if in_use is not None:
+                raise in_use from None
+            raise
+
+    async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None:
+        allowed = self.updatable(kind)
+        extra = set(changes) - allowed
+        if extra:
+            raise ValueError(f"shadeform cannot update {sorted(extra)} of {kind.value} in place")
+        body: dict[str, Any] = {}
+        if "name" in changes:
+            body["name"] = changes["name"]
+        if "tags" in changes:
+            body["tags"] = [*(changes["tags"] or []), marker_tag(marker)]
+        await self.api.request("POST", _ROUTES[kind]["update"], ids={"id": id}, json=body)
+
+    async def offerings(self) -> builtins.list[Offering]:
+        """One Offering per instance type, region and rental type; sold-out ones have available=False."""
+        data = await self.api.request("GET", "/instances/types")
+        offerings: builtins.list[Offering] = []
+        for item in (data or {}).get("instance_types") or []:
+            if isinstance(item, dict):
+                offerings.extend(self._offerings_of(item))
+        return offerings
+
+    async def volume_offerings(self) -> builtins.list[VolumeOffering]:
+        """Volume prices per cloud and region (`GET /volumes/types`)."""
+        data = await self.api.request("GET", "/volumes/types")
+        result = []
+        for item in (data or {}).get("volume_types") or []:
+            price = parse_decimal(item.get("price_per_gb_per_hour")) if isinstance(item, dict) else None
+            if price is None:
+                continue
+            cloud, region = str(item.get("cloud", "")), str(item.get("region", ""))
+            result.append(
+                VolumeOffering(
+                    provider=self.name,
+                    id=f"{cloud}:{region}",
+                    cloud=cloud,
+                    region=region,
+                    price_per_gb_hour=price,
+                    fixed_size=bool(item.get("fixed_size", False)),
+                    supports_multi_mount=bool(item.get("supports_multi_mount", False)),
+                )
+            )
+        return result
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    async def _volume_price_table(self) -> dict[tuple[str, str], float]:
+        if self._volume_prices is None:
+            self._volume_prices = {
+                (o.cloud, o.region): o.price_per_gb_hour for o in await self.volume_offerings()
+            }
+        return self._volume_prices
+
+    def _create_body(self, kind: Kind, spec: dict[str, Any], marker: str) -> dict[str, Any]:
+        if kind is Kind.SSH_KEY:
+            return {"name": join_name_marker(spec["name"], marker), "public_key": spec["public_key"]}
+        if kind is Kind.VOLUME:
+            return {
+                "cloud": spec["cloud"],
+                "region": spec["region"],
+                "size_in_gb": int(spec["size_gb"]),
+                "name": join_name_marker(spec["name"], marker),
+            }
+        body: dict[str, Any] = {
+            "cloud": spec["cloud"],
+            "region": spec["region"],
+            "shade_instance_type": spec["shade_instance_type"],
+            "shade_cloud": True,
+            "name": spec["name"],
+            "tags": [*(spec.get("tags") or []), marker_tag(marker)],
+        }
+        body.update({k: spec[k] for k in _INSTANCE_PASSTHROUGH if spec.get(k) is not None})
+        if spec.get("launch"):
+            body["launch_configuration"] = launch_to_api(spec["launch"])
+        if spec.get("envs"):
+            body["envs"] = envs_to_api(spec["envs"])
+        if spec.get("ssh_key_id"):
+            body["ssh_key_id"] = spec["ssh_key_id"]
+        if spec.get("volume_ids"):
+            body["volume_ids"] = list(spec["volume_ids"])
+        return body
+
+    def _to_live(
+        self, kind: Kind, item: dict[str, Any], volume_prices: dict[tuple[str, str], float]
+    ) -> LiveResource:
+        if kind is Kind.INSTANCE:
+            return self._instance_to_live(item)
+        name, marker = split_name_marker(str(item.get("name", "")))
+        if kind is Kind.SSH_KEY:
+            return LiveResource(
+                provider=self.name,
+                kind=kind,
+                id=str(item.get("id", "")),
+                name=name,
+                status=status_from_api(item["status"]) if "status" in item else Status.ACTIVE,
+                attributes={
+                    "name": name,
+                    "public_key": item.get("public_key"),
+                    "is_default": item.get("is_default"),
+                },
+                marker=marker,
+            )
+        cloud, region = str(item.get("cloud", "")), str(item.get("region", ""))
+        size = item.get("size_in_gb")
+        price_per_gb = volume_prices.get((cloud, region))
+        return LiveResource(
+            provider=self.name,
+            kind=kind,
+            id=str(item.get("id", "")),
+            name=name,
+            status=status_from_api(item["status"]) if "status" in item else Status.ACTIVE,
+            attributes={
+                "name": name,
+                "cloud": cloud,
+                "region": region,
+                "size_gb": size,
+                "fixed_size": item.get("fixed_size"),
+                "supports_multi_mount": item.get("supports_multi_mount"),
+                "mounted_by": item.get("mounted_by") or None,
+            },
+            marker=marker,
+            hourly_price=price_per_gb * float(size)
+            if price_per_gb is not None and size is not None
+            else None,
+        )
+
+    def _instance_to_live(self, item: dict[str, Any]) -> LiveResource:
+        tags, marker = split_marker_tag([str(t) for t in item.get("tags") or []])
+        configuration = item.get("configuration") if isinstance(item.get("configuration"), dict) else {}
+        name = str(item.get("name", ""))
+        attributes: dict[str, Any] = {
+            "name": name,
+            "cloud": item.get("cloud"),
+            "region": item.get("region"),
+            "shade_instance_type": item.get("shade_instance_type"),
+            "os": (configuration or {}).get("os", item.get("os")),
+            "tags": tags,
+            "envs": envs_from_api(item.get("envs")),
+            "ssh_key_id": item.get("ssh_key_id"),
+            "volume_ids": list(item.get("volume_ids") or []),
+            "ip": item.get("ip"),
+            "ssh_user": item.get("ssh_user"),
+            "ssh_port": item.get("ssh_port"),
+        }
+        launch = launch_from_api(item.get("launch_configuration"))
+        if launch is not None:
+            attributes["launch"] = launch
+        for key in ("rental_type", "auto_delete", "alert"):
+            if item.get(key) is not None:
+                attributes[key] = item[key]
+        return LiveResource(
+            provider=self.name,
+            kind=Kind.INSTANCE,
+            id=str(item.get("id", "")),
+            name=name,
+            status=status_from_api(item.get("status")),
+            attributes=attributes,
+            marker=marker,
+            hourly_price=_dollars_from_cents(item.get("hourly_price")),
+            status_details=item.get("status_details"),
+        )
+
+    def _offerings_of(self, item: dict[str, Any]) -> builtins.list[Offering]:
+        cloud = str(item.get("cloud", ""))
+        instance_type = str(item.get("shade_instance_type", ""))
+        configuration = item.get("configuration") if isinstance(item.get("configuration"), dict) else {}
+        gpu_type = str((configuration or {}).get("gpu_type") or instance_type)
+        num_gpus = int((configuration or {}).get("num_gpus") or 0)
+        vram = (configuration or {}).get("vram_per_gpu_in_gb")
+        on_demand_price = _dollars_from_cents(item.get("hourly_price"))
+        result = []
+        for entry in item.get("availability") or []:
+            if not isinstance(entry, dict) or not entry.get("region"):
+                continue
+            region = str(entry["region"])
+            rental_type = str(entry.get("rental_type") or "on_demand")
+            price = parse_decimal(entry.get("hourly_price")) if rental_type == "spot" else on_demand_price
+            if price is None:
+                continue
+            pin: dict[str, Any] = {"cloud": cloud, "region": region, "shade_instance_type": instance_type}
+            offering_id = f"{cloud}:{region}:{instance_type}"
+            if rental_type != "on_demand":
+                pin["rental_type"] = rental_type
+                offering_id = f"{offering_id}:{rental_type}"
+            result.append(
+                Offering(
+                    provider=self.name,
+                    id=offering_id,
+                    gpu_type=gpu_type,
+                    num_gpus=num_gpus,
+                    hourly_price=price,
+                    region=region,
+                    cloud=cloud,
+                    available=bool(entry.get("available", False)),
+                    pin=pin,
+                    vram_per_gpu_gb=int(vram) if vram is not None else None,
+                    instance_type=instance_type,
+                )
+            )
+        return result
