@@ -194,6 +194,7 @@ class Change:
     hourly_before: float = 0.0
     hourly_after: float = 0.0
     marker: str | None = None
+    deposed: str | None = None  # id of an old create_before_destroy object being deleted
 
 
 @dataclass(frozen=True)

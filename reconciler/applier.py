@@ -1,0 +1,552 @@
+"""Executes a Plan: dependency order, bounded concurrency, pending records, waiting, persistence.
+
+Never leak, never duplicate: before each create or delete a pending record is made
+durable; the API call follows; its answer is recorded and the record cleared in one
+write. A create whose answer is lost is looked up by its ownership marker before it is
+ever tried again. The applier builds its work from the Plan alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reconciler.errors import ProviderError, ReconcilerError
+from reconciler.model import (
+    Action,
+    Address,
+    Change,
+    Kind,
+    LiveResource,
+    Status,
+    mask_sensitive,
+    new_marker,
+)
+from reconciler.providers.base import Provider
+from reconciler.state.backend import StateBackend
+from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
+
+OUTCOME_UNKNOWN = "create_outcome_unknown"
+CREATE_ATTEMPTS = 3
+
+
+class ApplyObserver(Protocol):
+    """What the applier tells the person (or machine) watching."""
+
+    def step_started(self, change: Change, phase: str) -> None: ...
+
+    def step_finished(self, change: Change, phase: str, seconds: float, id: str | None) -> None: ...
+
+    def step_failed(self, change: Change, phase: str, error: str) -> None: ...
+
+    def waiting(self, change: Change, status: str, seconds: float) -> None: ...
+
+
+class SilentObserver:
+    def step_started(self, change: Change, phase: str) -> None:
+        return None
+
+    def step_finished(self, change: Change, phase: str, seconds: float, id: str | None) -> None:
+        return None
+
+    def step_failed(self, change: Change, phase: str, error: str) -> None:
+        return None
+
+    def waiting(self, change: Change, status: str, seconds: float) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    parallelism: int = 10
+    create_timeout: float = 900.0
+    delete_timeout: float = 600.0
+    poll_interval: float = 2.0
+    progress_interval: float = 10.0
+
+
+@dataclass
+class StepOutcome:
+    ok: bool
+    error: str | None = None
+
+
+@dataclass
+class ApplyResult:
+    state: StateDocument
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    added: int = 0
+    changed: int = 0
+    destroyed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_started and not self.interrupted
+
+
+class StateWriter:
+    """Coalesces concurrent state updates into as few durable writes as possible.
+
+    `persist()` returns once a write containing every change made before the call is
+    durable. While one write is in flight, later callers share the next one.
+    """
+
+    def __init__(self, backend: StateBackend, doc: StateDocument) -> None:
+        self.backend = backend
+        self.doc = doc
+        self._mutations = 0
+        self._durable = 0
+        self._lock = asyncio.Lock()
+        self.writes = 0
+
+    async def persist(self) -> None:
+        self._mutations += 1
+        wanted = self._mutations
+        async with self._lock:
+            if self._durable >= wanted:
+                return
+            covered = self._mutations
+            snapshot = self.doc.model_copy(
+                update={
+                    "serial": self.doc.serial + 1,
+                    "resources": dict(self.doc.resources),
+                    "pending": list(self.doc.pending),
+                    "deposed": list(self.doc.deposed),
+                }
+            )
+            await asyncio.to_thread(self.backend.write, snapshot)
+            self.doc.serial = snapshot.serial
+            self._durable = covered
+            self.writes += 1
+
+
+class InstanceWatcher:
+    """Polls one provider's instances: one list call per interval covers every waiter.
+
+    Ids missing from a (possibly lagging) list are read fresh one by one.
+    """
+
+    def __init__(self, provider: Provider, interval: float) -> None:
+        self.provider = provider
+        self.interval = interval
+        self._waiters: dict[str, list[asyncio.Future[LiveResource | None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def observe(self, id: str) -> LiveResource | None:
+        """The instance as seen by the next poll (None if it no longer exists)."""
+        future: asyncio.Future[LiveResource | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(id, []).append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._waiters:
+            await asyncio.sleep(self.interval)
+            waiting = self._waiters
+            self._waiters = {}
+            try:
+                listed = {r.id: r for r in await self.provider.list(Kind.INSTANCE)}
+                for id, futures in waiting.items():
+                    seen = listed.get(id)
+                    if seen is None:
+                        seen = await self.provider.get(Kind.INSTANCE, id)
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(seen)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                for futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+
+@dataclass(frozen=True)
+class Step:
+    change: Change
+    phase: str  # "create" | "delete" | "update"
+
+    @property
+    def key(self) -> str:
+        suffix = f"#{self.change.deposed}" if self.change.deposed else ""
+        return f"{self.phase}:{self.change.address}{suffix}"
+
+
+def build_steps(plan_changes: tuple[Change, ...], doc: StateDocument) -> tuple[list[Step], dict[str, set[str]]]:
+    """The steps of a plan and, for each, the step keys it must wait for."""
+    steps: list[Step] = []
+    create_of: dict[Address, Step] = {}
+    delete_of: dict[tuple[Address, str | None], Step] = {}
+    for change in plan_changes:
+        if change.action in (Action.CREATE, Action.REPLACE):
+            step = Step(change, "create")
+            steps.append(step)
+            create_of[change.address] = step
+        if change.action in (Action.DELETE, Action.REPLACE):
+            step = Step(change, "delete")
+            steps.append(step)
+            delete_of[(change.address, change.deposed)] = step
+        if change.action is Action.UPDATE:
+            step = Step(change, "update")
+            steps.append(step)
+            create_of[change.address] = step
+    waits: dict[str, set[str]] = {s.key: set() for s in steps}
+    for step in steps:
+        change = step.change
+        if step.phase in ("create", "update"):
+            for dep in change.depends_on:
+                if dep in create_of:
+                    waits[step.key].add(create_of[dep].key)
+            own_delete = delete_of.get((change.address, None))
+            if step.phase == "create" and own_delete is not None:
+                if change.create_before_destroy:
+                    waits[own_delete.key].add(step.key)
+                else:
+                    waits[step.key].add(own_delete.key)
+        else:
+            old_deps = _old_dependencies(change, doc)
+            for dep in old_deps:
+                for key in ((dep, None),) + tuple((a, d) for (a, d) in delete_of if a == dep and d):
+                    target = delete_of.get(key)
+                    if target is not None:
+                        waits[target.key].add(step.key)
+    return steps, waits
+
+
+def _old_dependencies(change: Change, doc: StateDocument) -> tuple[Address, ...]:
+    if change.deposed:
+        for d in doc.deposed:
+            if d.id == change.deposed:
+                return tuple(Address.parse(x) for x in d.depends_on)
+        return ()
+    prior = doc.resources.get(str(change.address))
+    if prior is None:
+        return ()
+    return tuple(Address.parse(x) for x in prior.depends_on)
+
+
+class Applier:
+    def __init__(
+        self,
+        changes: tuple[Change, ...],
+        writer: StateWriter,
+        providers: Mapping[str, Provider],
+        options: ApplyOptions | None = None,
+        observer: ApplyObserver | None = None,
+        stop: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.changes = changes
+        self.writer = writer
+        self.doc = writer.doc
+        self.providers = providers
+        self.options = options or ApplyOptions()
+        self.observer = observer or SilentObserver()
+        self.stop = stop or asyncio.Event()
+        self.clock = clock
+        self._watchers: dict[str, InstanceWatcher] = {}
+        self._slots = asyncio.Semaphore(max(1, self.options.parallelism))
+
+    def _watcher(self, provider_name: str) -> InstanceWatcher:
+        if provider_name not in self._watchers:
+            self._watchers[provider_name] = InstanceWatcher(
+                self.providers[provider_name], self.options.poll_interval
+            )
+        return self._watchers[provider_name]
+
+    async def run(self) -> ApplyResult:
+        steps, waits = build_steps(self.changes, self.doc)
+        by_key = {s.key: s for s in steps}
+        needed_gone = {dep for key, deps in waits.items() for dep in deps if by_key[dep].phase == "delete"}
+        result = ApplyResult(state=self.doc)
+        done: set[str] = set()
+        blocked: dict[str, str] = {}
+        running: dict[asyncio.Task[StepOutcome], Step] = {}
+        remaining = list(steps)
+        stop_task = asyncio.create_task(self.stop.wait())
+        try:
+            while remaining or running:
+                if not self.stop.is_set():
+                    for step in list(remaining):
+                        deps = waits[step.key]
+                        failed_dep = next((d for d in deps if d in blocked), None)
+                        if failed_dep is not None:
+                            blocked[step.key] = failed_dep
+                            remaining.remove(step)
+                            continue
+                        if deps <= done:
+                            remaining.remove(step)
+                            task = asyncio.create_task(self._run_step(step, step.key in needed_gone))
+                            running[task] = step
+                if not running:
+                    break
+                watched = set(running) if stop_task.done() else {*running, stop_task}
+                finished, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    if task not in running:
+                        continue
+                    step = running.pop(task)
+                    outcome = task.result()
+                    if outcome.ok:
+                        done.add(step.key)
+                        result.succeeded.append(step.key)
+                        self._count(result, step)
+                    else:
+                        blocked[step.key] = step.key
+                        result.failed.append((step.key, outcome.error or "failed"))
+        finally:
+            stop_task.cancel()
+            for watcher in self._watchers.values():
+                await watcher.close()
+        for step in remaining:
+            result.not_started.append(step.key)
+        for key, cause in blocked.items():
+            if cause != key:
+                result.not_started.append(key)
+        result.interrupted = self.stop.is_set()
+        await self.writer.persist()
+        return result
+
+    @staticmethod
+    def _count(result: ApplyResult, step: Step) -> None:
+        if step.phase == "update":
+            result.changed += 1
+        elif step.phase == "create":
+            result.added += 1
+        else:
+            result.destroyed += 1
+
+    async def _run_step(self, step: Step, wait_gone: bool) -> StepOutcome:
+        started = self.clock()
+        self.observer.step_started(step.change, step.phase)
+        try:
+            if step.phase == "create":
+                new_id = await self._create(step.change)
+            elif step.phase == "delete":
+                new_id = await self._delete(step.change, wait_gone)
+            else:
+                new_id = await self._update(step.change)
+        except ReconcilerError as exc:
+            self.observer.step_failed(step.change, step.phase, str(exc))
+            return StepOutcome(False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a step failure must never lose state
+            message = f"{type(exc).__name__}: {exc}"
+            self.observer.step_failed(step.change, step.phase, message)
+            return StepOutcome(False, message)
+        self.observer.step_finished(step.change, step.phase, self.clock() - started, new_id)
+        return StepOutcome(True)
+
+    def _spec(self, change: Change) -> dict[str, Any]:
+        """Canonical attributes with references resolved to the provider ids in state."""
+        after = dict(change.after or {})
+        after.pop("offering", None)
+        ssh_key = after.pop("ssh_key", None)
+        if ssh_key is not None:
+            after["ssh_key_id"] = self._id_of(ssh_key, change)
+        volumes = after.pop("volumes", None)
+        if volumes is not None:
+            after["volume_ids"] = [self._id_of(v, change) for v in volumes]
+        return after
+
+    def _id_of(self, address: str, change: Change) -> str:
+        res = self.doc.resources.get(address)
+        if res is None:
+            raise ReconcilerError(f"{change.address}: {address} has no provider id in state (was it created?)")
+        return res.id
+
+    async def _create(self, change: Change) -> str:
+        kind = change.address.kind
+        provider = self.providers[change.provider]
+        address = str(change.address)
+        spec = self._spec(change)
+        masked = mask_sensitive(change.after or {}, change.sensitive, self.doc.lineage)
+        marker = new_marker(self.doc.lineage)
+        current = self.doc.resources.get(address)
+        if current is not None:
+            # create_before_destroy: the old object waits in `deposed` for its delete step.
+            self.doc.deposed.append(DeposedResource(address=address, **current.model_dump()))
+            del self.doc.resources[address]
+        pending = PendingOperation(
+            op="create",
+            address=address,
+            provider=change.provider,
+            kind=kind.value,
+            marker=marker,
+            name=str(spec.get("name", "")),
+            attributes=masked,
+            depends_on=[str(d) for d in change.depends_on],
+            hourly_price=change.hourly_after or None,
+        )
+        self.doc.pending.append(pending)
+        await self.writer.persist()
+        async with self._slots:
+            created_id, status = await self._create_once_only(provider, kind, spec, marker, pending)
+        self.doc.resources[address] = ResourceState(
+            provider=change.provider,
+            kind=kind.value,
+            id=created_id,
+            attributes=masked,
+            depends_on=[str(d) for d in change.depends_on],
+            marker=marker,
+            status=status,
+            hourly_price=change.hourly_after or None,
+            created_at=pending.started_at,
+        )
+        self.doc.pending = [p for p in self.doc.pending if p is not pending]
+        await self.writer.persist()
+        if kind is Kind.INSTANCE:
+            await self._wait_active(change, provider, created_id)
+        return created_id
+
+    async def _create_once_only(
+        self, provider: Provider, kind: Kind, spec: dict[str, Any], marker: str, pending: PendingOperation
+    ) -> tuple[str, str]:
+        """Create, and when the answer is lost, find the object by marker before any retry."""
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                created = await provider.create(kind, spec, marker)
+                status = created.live.status.value if created.live else Status.PENDING.value
+                if kind is not Kind.INSTANCE:
+                    status = Status.ACTIVE.value
+                return created.id, status
+            except ProviderError as exc:
+                if exc.error_type != OUTCOME_UNKNOWN:
+                    self.doc.pending = [p for p in self.doc.pending if p is not pending]
+                    await self.writer.persist()
+                    raise
+                found = await self._find_by_marker(provider, kind, marker)
+                if found is not None:
+                    return found.id, found.status.value
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _find_by_marker(self, provider: Provider, kind: Kind, marker: str) -> LiveResource | None:
+        deadline = self.clock() + provider.list_consistency_seconds
+        while True:
+            for res in await provider.list(kind):
+                if res.marker == marker and res.status not in (Status.DELETED, Status.DELETING):
+                    return res
+            if self.clock() >= deadline:
+                return None
+            await asyncio.sleep(min(self.options.poll_interval, max(deadline - self.clock(), 0.0)))
+
+    async def _record_status(self, address: str, id: str, status: str) -> None:
+        current = self.doc.resources.get(address)
+        if current is not None and current.id == id and current.status != status:
+            self.doc.resources[address] = current.model_copy(update={"status": status})
+            await self.writer.persist()
+
+    async def _wait_active(self, change: Change, provider: Provider, id: str) -> None:
+        address = str(change.address)
+        started = self.clock()
+        last_report = started
+        watcher = self._watcher(change.provider)
+        while True:
+            seen = await watcher.observe(id)
+            elapsed = self.clock() - started
+            if seen is None:
+                await self._record_status(address, id, Status.DELETED.value)
+                raise ReconcilerError(f"{change.address}: instance {id} disappeared while booting")
+            if seen.status is Status.ACTIVE:
+                await self._record_status(address, id, Status.ACTIVE.value)
+                return
+            if self.stop.is_set():
+                # Interrupted: the instance is in state (status pending); the next run sees it.
+                await self._record_status(address, id, seen.status.value)
+                return
+            if seen.status in (Status.ERROR, Status.DELETING, Status.DELETED):
+                await self._record_status(address, id, seen.status.value)
+                detail = f" ({seen.status_details})" if seen.status_details else ""
+                raise ReconcilerError(
+                    f"{change.address}: instance {id} ended in status {seen.status.value}{detail}; "
+                    "it is recorded in state and the next apply replaces it (on_failure: replace) or keeps it"
+                )
+            if elapsed >= self.options.create_timeout:
+                await self._record_status(address, id, seen.status.value)
+                raise ReconcilerError(
+                    f"{change.address}: instance {id} not active after {self.options.create_timeout:g}s "
+                    f"(status {seen.status.value}); it is recorded in state",
+                    hint="raise --create-timeout, or check the provider's console",
+                )
+            if self.clock() - last_report >= self.options.progress_interval:
+                self.observer.waiting(change, seen.status.value, elapsed)
+                last_report = self.clock()
+
+    async def _delete(self, change: Change, wait_gone: bool) -> str | None:
+        kind = change.address.kind
+        provider = self.providers[change.provider]
+        address = str(change.address)
+        assert change.id is not None
+        delete_id = change.deposed or change.id
+        pending = PendingOperation(
+            op="delete",
+            address=address,
+            provider=change.provider,
+            kind=kind.value,
+            marker=change.marker or "",
+            name=str((change.before or {}).get("name", "")),
+            id=delete_id,
+        )
+        self.doc.pending.append(pending)
+        await self.writer.persist()
+        try:
+            async with self._slots:
+                await provider.delete(kind, delete_id)
+        except ProviderError:
+            self.doc.pending = [p for p in self.doc.pending if p is not pending]
+            await self.writer.persist()
+            raise
+        if wait_gone and kind is Kind.INSTANCE:
+            await self._wait_gone(change, provider, delete_id)
+        current = self.doc.resources.get(address)
+        if current is not None and current.id == delete_id:
+            del self.doc.resources[address]
+        self.doc.deposed = [d for d in self.doc.deposed if d.id != delete_id]
+        self.doc.pending = [p for p in self.doc.pending if p is not pending]
+        await self.writer.persist()
+        return delete_id
+
+    async def _wait_gone(self, change: Change, provider: Provider, id: str) -> None:
+        started = self.clock()
+        watcher = self._watcher(change.provider)
+        while True:
+            seen = await watcher.observe(id)
+            if seen is None or seen.status is Status.DELETED:
+                return
+            if self.clock() - started >= self.options.delete_timeout:
+                raise ReconcilerError(
+                    f"{change.address}: instance {id} still {seen.status.value} after "
+                    f"{self.options.delete_timeout:g}s; what depends on it was not deleted"
+                )
+
+    async def _update(self, change: Change) -> str | None:
+        assert change.id is not None
+        provider = self.providers[change.provider]
+        after = change.after or {}
+        before = change.before or {}
+        masked = mask_sensitive(after, change.sensitive, self.doc.lineage)
+        updates = {k: after.get(k) for k in set(after) | set(before) if masked.get(k) != before.get(k)}
+        async with self._slots:
+            await provider.update(change.address.kind, change.id, updates, change.marker or "")
+        address = str(change.address)
+        current = self.doc.resources.get(address)
+        if current is not None:
+            self.doc.resources[address] = current.model_copy(update={"attributes": masked})
+            await self.writer.persist()
+        return change.id
+

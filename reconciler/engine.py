@@ -1,0 +1,246 @@
+"""The flow behind every command: open state and providers, refresh, settle, plan, apply.
+
+This is the only module that puts the pieces together; the CLI calls one function here per
+command and the planner stays pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
+from reconciler.config import Config
+from reconciler.errors import StateError
+from reconciler.model import Address, Kind, LiveResource, Plan
+from reconciler.planner import (
+    LiveView,
+    PlanOptions,
+    plan_changes,
+    providers_needing_offerings,
+    resolve_pending,
+)
+from reconciler.providers import make_provider
+from reconciler.providers.base import Provider, ProviderSettings
+from reconciler.state.backend import StateBackend
+from reconciler.state.local import LocalStateBackend
+from reconciler.state.model import StateDocument
+
+EMBEDDED_API_KEY = "embedded-sandbox"
+PENDING_SETTLE_POLL = 1.0
+
+
+def default_state_path(config: Config) -> Path:
+    return config.root / "state" / f"{config.name}.json"
+
+
+def open_backend(config: Config, state_path: Path | None = None) -> StateBackend:
+    """The state backend the configuration (or --state) names."""
+    backend = config.backend
+    if state_path is not None or backend is None or backend.type == "local":
+        path = state_path or (
+            Path(backend.path) if backend is not None and backend.path else default_state_path(config)
+        )
+        if not path.is_absolute() and state_path is None:
+            path = config.root / path
+        return LocalStateBackend(path)
+    from reconciler.state.postgres import PostgresStateBackend
+
+    if not backend.url:
+        raise StateError("backend type postgres needs a url (backend.url)")
+    return PostgresStateBackend(backend.url, stack=backend.stack or config.name, schema=backend.schema)
+
+
+def sandbox_path_for(config: Config, backend: StateBackend) -> Path:
+    """The embedded emulator's world lives beside the state so separate runs share one cloud."""
+    if isinstance(backend, LocalStateBackend):
+        return backend.path.with_name(backend.path.name.removesuffix(".json") + ".sandbox.json")
+    stack = config.backend.stack if config.backend and config.backend.stack else config.name
+    return config.root / "state" / f"{stack}.sandbox.json"
+
+
+def providers_in_use(config: Config, doc: StateDocument) -> dict[str, ProviderSettings]:
+    names = {r.provider for r in config.resources.values()} | {r.provider for r in doc.resources.values()}
+    names |= {p.provider for p in doc.pending} | {d.provider for d in doc.deposed}
+    settings: dict[str, ProviderSettings] = {}
+    for name in sorted(names):
+        settings[name] = config.providers.get(name) or ProviderSettings(name=name)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def open_providers(
+    settings: Mapping[str, ProviderSettings], sandbox: Path, boot_seconds: float | None = None
+) -> AsyncIterator[dict[str, Provider]]:
+    """Clients for each provider; embedded ones share one in-process emulator world."""
+    providers: dict[str, Provider] = {}
+    cloud_cm: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if any(s.embedded for s in settings.values()):
+        from reconciler.emulator.embedded import EmbeddedCloud
+
+        cloud_cm = EmbeddedCloud(sandbox, boot_seconds=boot_seconds)
+    with cloud_cm as cloud:
+        try:
+            for name, s in settings.items():
+                transport: httpx.AsyncBaseTransport | None = None
+                if s.embedded:
+                    assert cloud is not None
+                    transport = cloud.transport(name)  # type: ignore[attr-defined]
+                    s = replace(
+                        s,
+                        api_key=s.api_key or EMBEDDED_API_KEY,
+                        options={**s.options, "base_url": cloud.base_url(name)},  # type: ignore[attr-defined]
+                    )
+                providers[name] = make_provider(s, transport)
+            yield providers
+        finally:
+            for provider in providers.values():
+                await provider.aclose()
+
+
+async def refresh(
+    providers: Mapping[str, Provider],
+    config: Config,
+    doc: StateDocument,
+    *,
+    with_offerings: bool = True,
+    reselect: bool = False,
+) -> LiveView:
+    """One list call per provider and kind in use (never one per resource), concurrently."""
+    wanted: set[tuple[str, Kind]] = set()
+    for address, res in config.resources.items():
+        wanted.add((res.provider, address.kind))
+    for key, res in doc.resources.items():
+        wanted.add((res.provider, Address.parse(key).kind))
+    for op in doc.pending:
+        wanted.add((op.provider, Kind(op.kind)))
+    for dep in doc.deposed:
+        wanted.add((dep.provider, Address.parse(dep.address).kind))
+    wanted = {(p, k) for p, k in wanted if p in providers}
+    instance_providers, volume_providers = (
+        providers_needing_offerings(config.resources, doc, reselect) if with_offerings else (set(), set())
+    )
+
+    async def listing(provider: str, kind: Kind) -> tuple[tuple[str, Kind], dict[str, LiveResource]]:
+        items = await providers[provider].list(kind)
+        return (provider, kind), {r.id: r for r in items}
+
+    async def offerings(provider: str) -> tuple[str, list]:  # type: ignore[type-arg]
+        return provider, await providers[provider].offerings()
+
+    async def volume_prices(provider: str) -> dict[tuple[str, str, str | None], float]:
+        prices: dict[tuple[str, str, str | None], float] = {}
+        for offer in await providers[provider].volume_offerings():  # type: ignore[attr-defined]
+            prices[(provider, offer.region, offer.cloud)] = offer.price_per_gb_hour
+            prices.setdefault((provider, offer.region, None), offer.price_per_gb_hour)
+        return prices
+
+    lists = [listing(p, k) for p, k in sorted(wanted, key=lambda x: (x[0], x[1].value))]
+    offer_calls = [offerings(p) for p in sorted(instance_providers) if p in providers]
+    price_calls = [volume_prices(p) for p in sorted(volume_providers) if p in providers]
+    results = await asyncio.gather(*lists, *offer_calls, *price_calls)
+    listed = dict(results[: len(lists)])  # type: ignore[arg-type]
+    offered = dict(results[len(lists) : len(lists) + len(offer_calls)])  # type: ignore[arg-type]
+    prices: dict[tuple[str, str, str | None], float] = {}
+    for part in results[len(lists) + len(offer_calls) :]:
+        prices.update(part)  # type: ignore[arg-type]
+    updatable = {(p, k): providers[p].updatable(k) for p in providers for k in Kind}
+    return LiveView(resources=listed, offerings=offered, volume_prices=prices, updatable=updatable)
+
+
+async def settle_pending(
+    providers: Mapping[str, Provider],
+    config: Config,
+    doc: StateDocument,
+    live: LiveView,
+    *,
+    max_wait: float = 120.0,
+) -> tuple[StateDocument, LiveView, tuple[str, ...]]:
+    """Resolve pending records; where a provider's lists may still lag, wait and look again."""
+    consistency = {name: p.list_consistency_seconds for name, p in providers.items()}
+    deadline = time.monotonic() + max_wait
+    while True:
+        resolution = resolve_pending(doc, live, datetime.now(UTC), consistency)
+        if not resolution.unresolved:
+            return resolution.state, live, resolution.notes
+        if time.monotonic() >= deadline:
+            raise StateError(
+                "pending operations from an interrupted run could not be settled: "
+                + "; ".join(resolution.unresolved),
+                hint="run the command again in a minute",
+            )
+        await asyncio.sleep(PENDING_SETTLE_POLL)
+        live = await refresh(providers, config, doc, with_offerings=False)
+
+
+@dataclass
+class PlanOutcome:
+    plan: Plan
+    state: StateDocument  # the state the plan was made from, pending operations settled
+    settled: tuple[str, ...]
+
+
+async def make_plan(
+    providers: Mapping[str, Provider],
+    config: Config,
+    doc: StateDocument,
+    options: PlanOptions,
+    *,
+    refresh_live: bool = True,
+) -> PlanOutcome:
+    if refresh_live:
+        live = await refresh(providers, config, doc, reselect=options.reselect)
+        doc, live, settled = await settle_pending(providers, config, doc, live)
+    else:
+        if doc.pending:
+            raise StateError(
+                "state has pending operations from an interrupted run; they need a refresh to settle",
+                hint="run without --refresh=false",
+            )
+        instance_providers, volume_providers = providers_needing_offerings(config.resources, doc, options.reselect)
+        live = LiveView(
+            offerings={p: await providers[p].offerings() for p in instance_providers if p in providers},
+            updatable={(p, k): providers[p].updatable(k) for p in providers for k in Kind},
+        )
+        settled = ()
+    plan = plan_changes(config.resources, doc, live, options)
+    if settled:
+        plan = replace(plan, notes=settled + plan.notes)
+    return PlanOutcome(plan=plan, state=doc, settled=settled)
+
+
+async def apply_plan(
+    plan: Plan,
+    doc: StateDocument,
+    backend: StateBackend,
+    providers: Mapping[str, Provider],
+    options: ApplyOptions,
+    observer: ApplyObserver | None = None,
+    stop: asyncio.Event | None = None,
+) -> ApplyResult:
+    """Run a plan's changes against the state it was made from; returns the state reached."""
+    if plan.state_lineage != doc.lineage:
+        raise StateError(f"the plan was made from state lineage {plan.state_lineage}, but the state is {doc.lineage}")
+    writer = StateWriter(backend, doc)
+    return await Applier(plan.changes, writer, providers, options, observer, stop).run()
+
+
+def check_saved_plan(plan: Plan, doc: StateDocument) -> None:
+    """A saved plan applies only to the exact state it was made from."""
+    if plan.state_lineage != doc.lineage:
+        raise StateError(
+            f"the saved plan belongs to another state (lineage {plan.state_lineage}, state has {doc.lineage})",
+            hint="make a new plan against this state",
+        )
+    if plan.state_serial != doc.serial:
+        raise StateError(
+            f"the saved plan is stale: made from state serial {plan.state_serial}, state is now at {doc.serial}",
+            hint="the state changed since the plan was made; run plan again",
+        )

@@ -1,0 +1,138 @@
+"""Saved plans (`plan -out FILE`): the exact changes, the state they were made from, no secrets.
+
+Sensitive values are stored only as the same salted digests state keeps; `apply FILE`
+takes the values from the configuration again and refuses if any digest differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import PlanError
+from reconciler.model import (
+    Action,
+    Address,
+    Change,
+    CostSummary,
+    Kind,
+    Orphan,
+    Plan,
+    Resource,
+    get_path,
+    mask_sensitive,
+)
+
+PLAN_FORMAT = "reconciler-plan"
+PLAN_FORMAT_VERSION = 1
+
+
+def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
+    changes = []
+    for change in plan.changes:
+        data = dataclasses.asdict(change)
+        data["address"] = str(change.address)
+        data["action"] = change.action.value
+        data["depends_on"] = [str(d) for d in change.depends_on]
+        if change.after is not None:
+            data["after"] = mask_sensitive(change.after, change.sensitive, plan.state_lineage)
+        changes.append(data)
+    return {
+        "format": PLAN_FORMAT,
+        "format_version": PLAN_FORMAT_VERSION,
+        "config_name": config_name,
+        "state": {"serial": plan.state_serial, "lineage": plan.state_lineage},
+        "cost": {"hourly_before": plan.cost.hourly_before, "hourly_after": plan.cost.hourly_after},
+        "notes": list(plan.notes),
+        "orphans": [{**dataclasses.asdict(o), "kind": o.kind.value} for o in plan.orphans],
+        "changes": changes,
+    }
+
+
+def write_plan_file(path: Path, plan: Plan, config_name: str) -> None:
+    path.write_text(json.dumps(plan_to_document(plan, config_name), indent=1) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def read_plan_file(path: Path) -> tuple[Plan, str]:
+    """The plan in a saved file and the name of the configuration it was made from."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PlanError(f"plan file {path} does not exist") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(
+            f"{path} is not a reconciler plan file (corrupt or not JSON)",
+            hint="make a new one with `reconciler plan -out FILE`",
+        ) from exc
+    if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{path} is not a reconciler plan file", hint="make one with `reconciler plan -out FILE`")
+    if raw.get("format_version") != PLAN_FORMAT_VERSION:
+        raise PlanError(f"{path} has plan format version {raw.get('format_version')}; this reconciler reads 1")
+    try:
+        changes = tuple(
+            Change(
+                **{
+                    **c,
+                    "address": Address.parse(c["address"]),
+                    "action": Action(c["action"]),
+                    "depends_on": tuple(Address.parse(d) for d in c["depends_on"]),
+                    "reasons": tuple(c["reasons"]),
+                    "replace_paths": tuple(c["replace_paths"]),
+                    "sensitive": tuple(c["sensitive"]),
+                }
+            )
+            for c in raw["changes"]
+        )
+        plan = Plan(
+            changes=changes,
+            state_serial=int(raw["state"]["serial"]),
+            state_lineage=str(raw["state"]["lineage"]),
+            cost=CostSummary(**raw["cost"]),
+            notes=tuple(raw.get("notes", ())),
+            orphans=tuple(Orphan(**{**o, "kind": Kind(o["kind"])}) for o in raw.get("orphans", ())),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanError(f"{path} is a damaged plan file: {exc}", hint="make a new plan") from exc
+    return plan, str(raw.get("config_name", ""))
+
+
+def restore_secrets(plan: Plan, resources: dict[Address, Resource], config_name: str, plan_config: str) -> Plan:
+    """Put sensitive values back from the configuration, proving they are the planned ones."""
+    if plan_config and plan_config != config_name:
+        raise PlanError(
+            f"the plan was made from configuration '{plan_config}', not '{config_name}'",
+            hint="run apply with -f pointing at the configuration the plan was made from",
+        )
+    restored = []
+    for change in plan.changes:
+        if not change.sensitive or change.after is None:
+            restored.append(change)
+            continue
+        res = resources.get(change.address)
+        if res is None:
+            raise PlanError(f"{change.address}: the configuration no longer declares it; plan again")
+        after = dict(change.after)
+        masked_now = mask_sensitive(res.attributes, res.sensitive, plan.state_lineage)
+        for path in change.sensitive:
+            if get_path(masked_now, path) != get_path(after, path):
+                raise PlanError(
+                    f"{change.address}: the sensitive value {path} changed since the plan was made",
+                    hint="plan again",
+                )
+        after = _copy_paths(after, res.attributes, change.sensitive)
+        restored.append(dataclasses.replace(change, after=after))
+    return dataclasses.replace(plan, changes=tuple(restored))
+
+
+def _copy_paths(target: dict[str, Any], source: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    result = json.loads(json.dumps(target))
+    for path in paths:
+        parts = path.split(".")
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = get_path(source, path)
+    return result

@@ -1,0 +1,565 @@
+"""plan(config, state, live) -> Plan. Pure: no I/O, no provider imports.
+
+Two steps, both pure:
+- `resolve_pending` settles operations a crashed run left half-done, from live resources
+  found by ownership marker (adopt what exists, forget what never happened);
+- `plan_changes` diffs desired resources against state refreshed by live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.errors import PlanError
+from reconciler.graph import DependencyGraph
+from reconciler.model import (
+    Action,
+    Address,
+    Change,
+    CostSummary,
+    Kind,
+    LiveResource,
+    Offering,
+    OfferingRequest,
+    Orphan,
+    Plan,
+    Resource,
+    Status,
+    marker_belongs_to,
+    mask_sensitive,
+)
+from reconciler.state.model import DeposedResource, ResourceState, StateDocument
+
+LiveKey = tuple[str, Kind]
+GONE_STATUSES = (Status.DELETING, Status.DELETED)
+OFFERING_KEY = "offering"
+REFERENCE_KEYS = ("ssh_key", "volumes")
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """What refresh saw. A (provider, kind) missing from `resources` was not refreshed."""
+
+    resources: Mapping[LiveKey, Mapping[str, LiveResource]] = field(default_factory=dict)
+    offerings: Mapping[str, Sequence[Offering]] = field(default_factory=dict)
+    volume_prices: Mapping[tuple[str, str, str | None], float] = field(default_factory=dict)
+    updatable: Mapping[LiveKey, frozenset[str]] = field(default_factory=dict)
+
+    def lookup(self, provider: str, kind: Kind, id: str) -> LiveResource | None:
+        return self.resources.get((provider, kind), {}).get(id)
+
+    def refreshed(self, provider: str, kind: Kind) -> bool:
+        return (provider, kind) in self.resources
+
+    def by_marker(self, provider: str, kind: Kind, marker: str) -> list[LiveResource]:
+        return [r for r in self.resources.get((provider, kind), {}).values() if r.marker == marker]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    destroy: bool = False
+    targets: tuple[Address, ...] = ()
+    replace: tuple[Address, ...] = ()
+    reselect: bool = False
+    refresh_only: bool = False
+
+
+@dataclass(frozen=True)
+class PendingResolution:
+    state: StateDocument
+    notes: tuple[str, ...]
+    unresolved: tuple[str, ...]
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def resolve_pending(
+    doc: StateDocument,
+    live: LiveView,
+    now: datetime,
+    consistency_seconds: Mapping[str, float] | None = None,
+) -> PendingResolution:
+    """Settle pending operations from live resources, by ownership marker.
+
+    A pending create whose marker is found live is adopted into state; one whose marker
+    is absent, once the provider's lists are consistent, never happened and is dropped.
+    A pending delete whose object is gone (or going) is completed; otherwise dropped and
+    the object stays in state. Pending records that cannot be settled yet stay pending.
+    """
+    if not doc.pending:
+        return PendingResolution(doc, (), ())
+    consistency = consistency_seconds or {}
+    new = doc.model_copy(deep=True)
+    notes: list[str] = []
+    unresolved: list[str] = []
+    keep = []
+    for op in new.pending:
+        kind = Kind(op.kind)
+        if not live.refreshed(op.provider, kind):
+            keep.append(op)
+            unresolved.append(f"{op.op} of {op.address}: {op.provider} {kind.value} were not refreshed")
+            continue
+        if op.op == "create":
+            found = live.by_marker(op.provider, kind, op.marker)
+            if op.id and not found:
+                hit = live.lookup(op.provider, kind, op.id)
+                found = [hit] if hit else []
+            found = [r for r in found if r.status not in GONE_STATUSES]
+            if found:
+                adopted = sorted(found, key=lambda r: r.id)[0]
+                current = new.resources.get(op.address)
+                if current is not None and current.id != adopted.id:
+                    new.deposed.append(DeposedResource(address=op.address, **current.model_dump()))
+                new.resources[op.address] = ResourceState(
+                    provider=op.provider,
+                    kind=op.kind,
+                    id=adopted.id,
+                    attributes=op.attributes,
+                    depends_on=op.depends_on,
+                    marker=op.marker,
+                    status=adopted.status.value,
+                    hourly_price=op.hourly_price if op.hourly_price is not None else adopted.hourly_price,
+                    created_at=op.started_at,
+                )
+                notes.append(
+                    f"{op.address}: adopted {adopted.id} created by an interrupted run (marker {op.marker})"
+                )
+                for extra in sorted(found, key=lambda r: r.id)[1:]:
+                    notes.append(f"{op.address}: {extra.id} also carries marker {op.marker}; listed as orphan")
+                continue
+            started = _parse_time(op.started_at)
+            window = consistency.get(op.provider, 0.0)
+            if started is not None and window > 0 and (now - started).total_seconds() < window:
+                keep.append(op)
+                unresolved.append(
+                    f"create of {op.address}: {op.provider} lists may lag writes by {window:g}s; not yet visible"
+                )
+                continue
+            notes.append(
+                f"{op.address}: an interrupted create left nothing live (marker {op.marker}); planned again"
+            )
+        else:
+            target = live.lookup(op.provider, kind, op.id) if op.id else None
+            if target is None or target.status in GONE_STATUSES:
+                if op.address in new.resources and new.resources[op.address].id == op.id:
+                    del new.resources[op.address]
+                new.deposed = [d for d in new.deposed if d.id != op.id]
+                notes.append(f"{op.address}: completed the delete of {op.id} started by an interrupted run")
+            else:
+                notes.append(f"{op.address}: an interrupted delete of {op.id} did not happen; still in state")
+    new.pending = keep
+    return PendingResolution(new, tuple(notes), tuple(unresolved))
+
+
+def _select_offering(
+    address: Address, provider: str, request: OfferingRequest, offerings: Sequence[Offering] | None
+) -> Offering:
+    if offerings is None:
+        raise PlanError(f"{address}: offerings of {provider} were not fetched; cannot pick an offering")
+    matches = [
+        o
+        for o in offerings
+        if o.available
+        and (request.gpu_type is None or o.gpu_type.lower() == request.gpu_type.lower())
+        and (request.num_gpus is None or o.num_gpus == request.num_gpus)
+        and (request.max_hourly_price is None or o.hourly_price <= request.max_hourly_price)
+        and (request.region is None or o.region == request.region)
+        and (request.cloud is None or o.cloud == request.cloud)
+    ]
+    if not matches:
+        wanted = ", ".join(f"{k}={v}" for k, v in request.to_dict().items())
+        raise PlanError(
+            f"{address}: no available {provider} offering matches {wanted}",
+            hint="run `reconciler offerings` to see what is available, then relax the requirements",
+        )
+    return min(matches, key=lambda o: (o.hourly_price, o.id))
+
+
+def _offering_for_pin(attrs: Mapping[str, Any], offerings: Sequence[Offering] | None) -> Offering | None:
+    for offering in offerings or ():
+        if offering.pin and all(attrs.get(k) == v for k, v in offering.pin.items()):
+            return offering
+    return None
+
+
+def _desired_attributes(
+    res: Resource, prior: ResourceState | None, live: LiveView, reselect: bool
+) -> tuple[dict[str, Any], float | None]:
+    """Attributes to create with (offering pinned) and the hourly price, where known."""
+    attrs = dict(res.attributes)
+    offerings = live.offerings.get(res.provider)
+    if res.address.kind is Kind.INSTANCE and res.offering is not None:
+        request = res.offering.to_dict()
+        prior_request = dict(prior.attributes.get(OFFERING_KEY) or {}) if prior else {}
+        selected = prior_request.pop("selected", None)
+        if prior is not None and prior_request == request and selected and not reselect:
+            pin_keys = set(prior.attributes) - set(attrs) - {OFFERING_KEY}
+            attrs.update({k: prior.attributes[k] for k in pin_keys})
+            attrs[OFFERING_KEY] = {**request, "selected": selected}
+            return attrs, prior.hourly_price
+        chosen = _select_offering(res.address, res.provider, res.offering, offerings)
+        attrs.update(chosen.pin)
+        attrs[OFFERING_KEY] = {**request, "selected": chosen.id}
+        return attrs, chosen.hourly_price
+    if res.address.kind is Kind.INSTANCE:
+        chosen_pin = _offering_for_pin(attrs, offerings)
+        if chosen_pin is not None:
+            return attrs, chosen_pin.hourly_price
+        return attrs, prior.hourly_price if prior else None
+    if res.address.kind is Kind.VOLUME:
+        size = attrs.get("size_gb")
+        region = attrs.get("region")
+        price = live.volume_prices.get((res.provider, str(region), attrs.get("cloud")))
+        if price is None:
+            price = live.volume_prices.get((res.provider, str(region), None))
+        if price is not None and isinstance(size, int):
+            return attrs, price * size
+        return attrs, prior.hourly_price if prior else None
+    return attrs, 0.0
+
+
+def _refreshed_before(prior: ResourceState, observed: LiveResource | None) -> dict[str, Any]:
+    """State attributes overlaid with what the API reports now (drift shows as a diff)."""
+    before = dict(prior.attributes)
+    if observed is not None:
+        for key, value in observed.attributes.items():
+            if key in before and key not in REFERENCE_KEYS:
+                before[key] = value
+    return before
+
+
+def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], ignore: Iterable[str]) -> list[str]:
+    ignored = set(ignore)
+    keys = set(before) | set(after)
+    return sorted(k for k in keys if k not in ignored and before.get(k) != after.get(k))
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {match[0]}?" if match else None
+
+
+def _match_targets(
+    targets: Sequence[Address], known: set[Address], flag: str
+) -> set[Address]:
+    selected: set[Address] = set()
+    for target in targets:
+        hits = {a for a in known if a == target or (target.index is None and a.base == target)}
+        if not hits:
+            raise PlanError(
+                f"{flag} {target}: no such resource in the configuration or state",
+                hint=_did_you_mean(str(target), sorted(str(a) for a in known)),
+            )
+        selected |= hits
+    return selected
+
+
+def _cbd_closure(
+    replaced: set[Address], cbd: set[Address], deps: Mapping[Address, tuple[Address, ...]]
+) -> set[Address]:
+    """create_before_destroy spreads to replaced dependencies, or the order would cycle."""
+    result = set(cbd)
+    stack = list(cbd)
+    while stack:
+        node = stack.pop()
+        for dep in deps.get(node, ()):
+            if dep in replaced and dep not in result:
+                result.add(dep)
+                stack.append(dep)
+    return result
+
+
+def plan_changes(
+    resources: Mapping[Address, Resource],
+    doc: StateDocument,
+    live: LiveView,
+    options: PlanOptions | None = None,
+) -> Plan:
+    """Diff desired resources against state (refreshed by live) into an ordered Plan."""
+    opts = options or PlanOptions()
+    desired = {} if opts.destroy else dict(resources)
+    state_addrs = {Address.parse(a): a for a in doc.resources}
+    known = set(resources) | set(state_addrs)
+    forced_replace = _match_targets(opts.replace, known, "--replace")
+    targeted = _match_targets(opts.targets, known, "--target") if opts.targets else None
+
+    graph = DependencyGraph({a: r.depends_on for a, r in desired.items()})
+    order = graph.topological_order()
+
+    changes: dict[Address, Change] = {}
+    notes: list[str] = []
+    new_ids: set[Address] = set()  # addresses whose provider id changes in this plan
+
+    for address in order:
+        if address not in desired:
+            continue
+        res = desired[address]
+        key = str(address)
+        prior = doc.resources.get(key)
+        after, price_after = _desired_attributes(res, prior, live, opts.reselect)
+        masked_after = mask_sensitive(after, res.sensitive, doc.lineage)
+        common = dict(
+            address=address,
+            provider=res.provider,
+            after=after,
+            depends_on=res.depends_on,
+            sensitive=res.sensitive,
+            create_before_destroy=res.lifecycle.create_before_destroy,
+            hourly_after=price_after or 0.0,
+        )
+        if prior is None:
+            changes[address] = Change(action=Action.CREATE, before=None, **common)  # type: ignore[arg-type]
+            new_ids.add(address)
+            continue
+        if prior.provider != res.provider:
+            reasons: tuple[str, ...] = (f"provider changed from {prior.provider} to {res.provider}",)
+            changes[address] = Change(
+                action=Action.REPLACE,
+                before=prior.attributes,
+                reasons=reasons,
+                replace_paths=("provider",),
+                id=prior.id,
+                hourly_before=prior.hourly_price or 0.0,
+                **common,  # type: ignore[arg-type]
+            )
+            new_ids.add(address)
+            continue
+        observed = live.lookup(prior.provider, address.kind, prior.id)
+        refreshed = live.refreshed(prior.provider, address.kind)
+        if refreshed and (observed is None or observed.status in GONE_STATUSES):
+            reason = "deleted outside reconciler" if observed is None else "being deleted outside reconciler"
+            changes[address] = Change(
+                action=Action.CREATE,
+                before=None,
+                reasons=(reason,),
+                **common,  # type: ignore[arg-type]
+            )
+            new_ids.add(address)
+            continue
+        before = _refreshed_before(prior, observed)
+        hourly_before = prior.hourly_price or 0.0
+        if observed is not None and observed.hourly_price is not None and address.kind is Kind.INSTANCE:
+            hourly_before = observed.hourly_price
+        replace_reasons: list[str] = []
+        replace_paths: list[str] = []
+        status = observed.status if observed is not None else Status(prior.status) if prior.status in (
+            s.value for s in Status
+        ) else Status.UNKNOWN
+        if status is Status.ERROR:
+            if res.on_failure == "replace":
+                replace_reasons.append("instance is in error state (on_failure: replace)")
+            else:
+                notes.append(f"{address}: instance is in error state; kept (on_failure: keep)")
+        if address in forced_replace:
+            replace_reasons.append("replacement requested with --replace")
+        changed = _changed_keys(before, masked_after, res.lifecycle.ignore_changes)
+        updatable = live.updatable.get((res.provider, address.kind), frozenset())
+        forcing = [k for k in changed if k not in updatable]
+        for dep in res.depends_on:
+            if dep in new_ids and dep.kind is not Kind.INSTANCE:
+                ref_key = "ssh_key" if dep.kind is Kind.SSH_KEY else "volumes"
+                if ref_key in res.attributes:
+                    replace_reasons.append(f"{dep} gets a new id")
+                    replace_paths.append(ref_key)
+        if forcing:
+            replace_reasons.extend(f"{k} forces replacement" for k in forcing)
+            replace_paths.extend(forcing)
+        if replace_reasons:
+            changes[address] = Change(
+                action=Action.REPLACE,
+                before=before,
+                reasons=tuple(replace_reasons),
+                replace_paths=tuple(dict.fromkeys(replace_paths)),
+                id=prior.id,
+                hourly_before=hourly_before,
+                marker=prior.marker,
+                **common,  # type: ignore[arg-type]
+            )
+            new_ids.add(address)
+        elif changed:
+            changes[address] = Change(
+                action=Action.UPDATE,
+                before=before,
+                reasons=tuple(f"{k} changed" for k in changed),
+                id=prior.id,
+                hourly_before=hourly_before,
+                marker=prior.marker,
+                **{**common, "hourly_after": hourly_before},  # type: ignore[arg-type]
+            )
+        else:
+            changes[address] = Change(
+                action=Action.NOOP,
+                before=before,
+                id=prior.id,
+                hourly_before=hourly_before,
+                marker=prior.marker,
+                **{**common, "hourly_after": hourly_before},  # type: ignore[arg-type]
+            )
+
+    for key, prior in doc.resources.items():
+        address = Address.parse(key)
+        if address in desired:
+            continue
+        observed = live.lookup(prior.provider, address.kind, prior.id)
+        gone = live.refreshed(prior.provider, address.kind) and observed is None
+        changes[address] = Change(
+            address=address,
+            action=Action.DELETE,
+            provider=prior.provider,
+            before=prior.attributes,
+            after=None,
+            reasons=("already gone outside reconciler",) if gone else
+            (("destroy requested",) if opts.destroy else ("not in the configuration",)),
+            depends_on=tuple(Address.parse(d) for d in prior.depends_on),
+            id=prior.id,
+            hourly_before=prior.hourly_price or 0.0,
+            marker=prior.marker,
+        )
+
+    if targeted is not None:
+        changes = _restrict_to_targets(changes, targeted, desired, doc)
+
+    replaced = {a for a, c in changes.items() if c.action is Action.REPLACE}
+    chosen_cbd = {a for a in replaced if changes[a].create_before_destroy}
+    spread = _cbd_closure(replaced, chosen_cbd, {a: c.depends_on for a, c in changes.items()})
+    for address in sorted(spread - chosen_cbd, key=Address.sort_key):
+        changes[address] = dataclasses.replace(changes[address], create_before_destroy=True)
+        notes.append(f"{address}: replaced create-before-destroy because a dependent is")
+
+    for address, change in changes.items():
+        if change.action in (Action.DELETE, Action.REPLACE):
+            res = resources.get(address)
+            if res is not None and res.lifecycle.prevent_destroy:
+                verb = "destroy" if change.action is Action.DELETE else "replace"
+                raise PlanError(
+                    f"{address} has lifecycle.prevent_destroy set, but the plan would {verb} it "
+                    f"({'; '.join(change.reasons)})",
+                    hint="remove prevent_destroy from its lifecycle block if you really mean it",
+                )
+
+    deposed_deletes = tuple(
+        Change(
+            address=Address.parse(d.address),
+            action=Action.DELETE,
+            provider=d.provider,
+            before=d.attributes,
+            after=None,
+            reasons=("old object left by create_before_destroy",),
+            depends_on=tuple(Address.parse(x) for x in d.depends_on),
+            id=d.id,
+            hourly_before=d.hourly_price or 0.0,
+            marker=d.marker,
+            deposed=d.id,
+        )
+        for d in doc.deposed
+    )
+    ordered = tuple(changes[a] for a in sorted(changes, key=Address.sort_key)) + deposed_deletes
+    hourly_before = sum(r.hourly_price or 0.0 for r in doc.resources.values()) + sum(
+        d.hourly_price or 0.0 for d in doc.deposed
+    )
+    hourly_after = sum(c.hourly_after for c in ordered if c.action is not Action.DELETE)
+    if targeted is not None:
+        untouched = {str(c.address) for c in ordered}
+        hourly_after += sum(r.hourly_price or 0.0 for k, r in doc.resources.items() if k not in untouched)
+    orphans = _find_orphans(doc, live)
+    return Plan(
+        changes=ordered,
+        state_serial=doc.serial,
+        state_lineage=doc.lineage,
+        cost=CostSummary(hourly_before=round(hourly_before, 6), hourly_after=round(hourly_after, 6)),
+        notes=tuple(notes),
+        orphans=orphans,
+    )
+
+
+def _restrict_to_targets(
+    changes: dict[Address, Change],
+    targeted: set[Address],
+    desired: Mapping[Address, Resource],
+    doc: StateDocument,
+) -> dict[Address, Change]:
+    deps = {a: r.depends_on for a, r in desired.items()}
+    for key, res in doc.resources.items():
+        deps.setdefault(Address.parse(key), tuple(Address.parse(d) for d in res.depends_on))
+    keep = set(targeted)
+    stack = list(targeted)
+    while stack:
+        node = stack.pop()
+        for dep in deps.get(node, ()):
+            if dep not in keep:
+                keep.add(dep)
+                stack.append(dep)
+    dependents: dict[Address, set[Address]] = {}
+    for node, its_deps in deps.items():
+        for dep in its_deps:
+            dependents.setdefault(dep, set()).add(node)
+    stack = [a for a in keep if a in changes and changes[a].action in (Action.DELETE, Action.REPLACE)]
+    while stack:
+        node = stack.pop()
+        for dependent in dependents.get(node, ()):
+            change = changes.get(dependent)
+            if dependent not in keep and change is not None and change.action in (Action.DELETE, Action.REPLACE):
+                keep.add(dependent)
+                stack.append(dependent)
+    return {a: c for a, c in changes.items() if a in keep}
+
+
+def _find_orphans(doc: StateDocument, live: LiveView) -> tuple[Orphan, ...]:
+    tracked = {r.id for r in doc.resources.values()} | {d.id for d in doc.deposed}
+    pending_markers = {p.marker for p in doc.pending}
+    found = []
+    for (provider, kind), by_id in live.resources.items():
+        for res in by_id.values():
+            if res.id in tracked or res.status in GONE_STATUSES:
+                continue
+            if not marker_belongs_to(res.marker, doc.lineage) or res.marker in pending_markers:
+                continue
+            found.append(
+                Orphan(
+                    provider=provider,
+                    kind=kind,
+                    id=res.id,
+                    name=res.name,
+                    address=None,
+                    hourly_price=res.hourly_price,
+                )
+            )
+    return tuple(sorted(found, key=lambda o: (o.provider, o.kind.value, o.id)))
+
+
+def providers_needing_offerings(
+    resources: Mapping[Address, Resource], doc: StateDocument, reselect: bool = False
+) -> tuple[set[str], set[str]]:
+    """Which providers' instance offerings and volume prices a plan needs.
+
+    In-sync resources reuse the price and pin recorded in state, so a plan of an
+    unchanged configuration fetches no catalogue at all.
+    """
+    instance_providers: set[str] = set()
+    volume_providers: set[str] = set()
+    for address, res in resources.items():
+        prior = doc.resources.get(str(address))
+        if address.kind is Kind.INSTANCE:
+            if prior is None or reselect or prior.hourly_price is None:
+                instance_providers.add(res.provider)
+            elif res.offering is not None:
+                prior_request = dict(prior.attributes.get(OFFERING_KEY) or {})
+                prior_request.pop("selected", None)
+                if prior_request != res.offering.to_dict():
+                    instance_providers.add(res.provider)
+            elif any(prior.attributes.get(k) != v for k, v in res.attributes.items()):
+                instance_providers.add(res.provider)
+        elif address.kind is Kind.VOLUME:
+            if prior is None or prior.hourly_price is None or prior.attributes != res.attributes:
+                volume_providers.add(res.provider)
+    return instance_providers, volume_providers
