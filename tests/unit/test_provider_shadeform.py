@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -557,15 +557,14 @@ async def test_no_error_this_provider_raises_contains_the_key() -> None:
         }
     )
     provider = make_provider(api, max_retries=1)
-    calls = [
-        provider.list(Kind.INSTANCE),
-        provider.create(
-            Kind.INSTANCE, {"name": "a", "cloud": "c", "region": "r", "shade_instance_type": "t"}, MARKER
-        ),
-        provider.list(Kind.SSH_KEY),
-        provider.delete(Kind.VOLUME, "v"),
+    spec = {"name": "a", "cloud": "c", "region": "r", "shade_instance_type": "t"}
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: provider.list(Kind.INSTANCE),
+        lambda: provider.create(Kind.INSTANCE, spec, MARKER),
+        lambda: provider.list(Kind.SSH_KEY),
+        lambda: provider.delete(Kind.VOLUME, "v"),
     ]
     for call in calls:
         with pytest.raises(ProviderError) as info:
-            await call
+            await call()
         assert API_KEY not in all_error_texts(info.value)
