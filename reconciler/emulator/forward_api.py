@@ -1,0 +1,596 @@
+"""The Forward Compute spot API (v1), as the seed excerpt defines it.
+
+Paths are relative to the API root (`https://api.forwardcompute.ai/v1`); every path is
+served with and without a trailing slash. Auth: `Authorization: Bearer <key>`; without it
+401 `authentication_error`. Offerings are public (the seed lists no 401 for them).
+
+Errors: `{"error": {"type": ..., "message": ..., "field": ...}}` with the seed's types:
+validation_error (400, and 409 when a delete is refused because a volume is mounted or a
+key is in use), authentication_error (401), not_found (404), provider_error (400 when an
+offering has no capacity: the upstream provider refused; 502), server_error (500, 503,
+and 429 with `Retry-After` when rate limited: the seed has no type of its own for it).
+
+Lists: `{"object": "list", "data": [...], "url": "/v1/spot/..."}`.
+
+Single offerings (`GET /spot/compute/offerings/{id}`, `/spot/volumes/offerings/{id}`):
+the seed lists a required `data` object, the offering's fields, and a required
+`object: "compute_offering"` (or `volume_offering`) at the end, the same flattened
+layout its list responses use for the envelope. Read that way the answer is an envelope
+`{"object": "compute_offering", "data": {...offering...}}`; read literally the fields
+sit beside `object`. The emulator answers both readings at once: the offering's fields
+and `object` at top level, and the same offering under `data`, so a client written
+either way works.
+
+Choices where the seed is silent (the README's REST conventions):
+- `POST /spot/volumes/` takes `{name, size_gb}` and either `offering_id` (a
+  `spot_voff_...` id) or `region` with an optional `provider` (without one, the
+  cheapest volume offering in that region); answers 201 with the volume.
+- `POST /spot/ssh-keys/` takes `{name, public_key, provider?}` (default `shadeform`).
+- `DELETE /spot/instances/{id}` answers 200 with the instance, now `deleting`; after the
+  delete delay it is `deleted`: gone from the list, still readable by id.
+  `DELETE /spot/volumes/{id}` and `/spot/ssh-keys/{id}` answer 200
+  `{"id", "object", "deleted": true}` and the resource is gone at once.
+- Instance statuses: `creating` -> `active` (or `error`), `deleting` -> `deleted`.
+
+Caching: lists (and gets without `?refresh=true`) show the world as it was
+`list_lag_seconds` ago (plus any `lag` fault), so a just-created instance may be missing
+and a just-deleted one may still show. Absent optional fields (`ip` before boot,
+`ssh_key_id`, `mounted_by`) are omitted rather than null.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from reconciler.emulator.catalogue import (
+    FORWARD_COMPUTE_OFFERINGS,
+    FORWARD_MODELS,
+    FORWARD_PROVIDERS,
+    FORWARD_VOLUME_OFFERINGS,
+    ForwardComputeOffering,
+    ForwardModel,
+    ForwardVolumeOffering,
+    forward_compute_offering,
+    forward_model,
+    forward_volume_offering,
+    forward_volume_offering_at,
+)
+from reconciler.emulator.faults import Operation
+from reconciler.emulator.records import (
+    Api,
+    BootOutcome,
+    InstanceRecord,
+    Phase,
+    SshKeyRecord,
+    VolumeRecord,
+    iso_time,
+)
+from reconciler.emulator.runtime import ApiError, Call, Endpoint, Problem, invalid, not_found, parse_body
+from reconciler.emulator.validation import PublicKey, ResourceName, StrictBody
+
+API: Api = "forward"
+SSH_USER = "ubuntu"
+MAX_VOLUME_GB = 65536
+DEFAULT_KEY_PROVIDER = "shadeform"
+
+_TYPES = {
+    Problem.VALIDATION: "validation_error",
+    Problem.AUTHENTICATION: "authentication_error",
+    Problem.NOT_FOUND: "not_found",
+    Problem.METHOD_NOT_ALLOWED: "validation_error",
+    Problem.CONFLICT: "validation_error",
+    Problem.CAPACITY: "provider_error",
+    Problem.RATE_LIMITED: "server_error",
+}
+_SERVER_TYPES = {502: "provider_error"}
+_STATUS = {
+    Phase.PENDING: "creating",
+    Phase.ACTIVE: "active",
+    Phase.ERROR: "error",
+    Phase.DELETING: "deleting",
+    Phase.DELETED: "deleted",
+}
+
+
+class ForwardDialect:
+    api = API
+
+    def api_key(self, request: Request) -> str | None:
+        scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return None
+        return key.strip()
+
+    def error_response(self, error: ApiError) -> Response:
+        error_type = _TYPES.get(error.problem) or _SERVER_TYPES.get(error.status, "server_error")
+        headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after is not None else None
+        return JSONResponse(
+            {"error": {"type": error_type, "message": error.message, "field": error.field}},
+            status_code=error.status,
+            headers=headers,
+        )
+
+
+def owner_id(tenant: str) -> str:
+    """The membership id the API reports as `owner` for a tenant."""
+    return "mem_" + tenant[:12]
+
+
+# ------------------------------------------------------------------ request bodies
+
+
+class EnvVar(StrictBody):
+    name: str = Field(min_length=1)
+    value: str
+
+
+class CreateInstanceBody(StrictBody):
+    name: ResourceName
+    offering_id: str = Field(min_length=1)
+    ssh_key_id: str | None = None
+    volume_ids: list[str] = Field(default_factory=list)
+    envs: list[EnvVar] = Field(default_factory=list)
+
+
+class CreateVolumeBody(StrictBody):
+    name: ResourceName
+    size_gb: int = Field(ge=1, le=MAX_VOLUME_GB)
+    offering_id: str | None = None
+    provider: str | None = None
+    region: str | None = None
+
+
+class CreateSshKeyBody(StrictBody):
+    name: ResourceName
+    public_key: PublicKey
+    provider: str = DEFAULT_KEY_PROVIDER
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def compute_offering_json(offering: ForwardComputeOffering) -> dict[str, Any]:
+    return {
+        "id": offering.id,
+        "provider": offering.provider,
+        "region": offering.region,
+        "region_display_name": offering.region_display_name,
+        "instance_type": offering.instance_type,
+        "deployment_type": offering.deployment_type,
+        "available": offering.available,
+        "hourly_price": offering.hourly_price,
+        "price_per_gpu_hour": offering.price_per_gpu_hour,
+        "boot_time": {"min_seconds": offering.boot_min_seconds, "max_seconds": offering.boot_max_seconds},
+        "configuration": {
+            "gpu_type": offering.gpu_type,
+            "num_gpus": offering.num_gpus,
+            "vram_per_gpu_in_gb": offering.vram_per_gpu_gb,
+            "total_vram_in_gb": offering.vram_per_gpu_gb * offering.num_gpus,
+            "vcpus": offering.vcpus,
+            "memory_in_gb": offering.memory_gb,
+            "storage_in_gb": offering.storage_gb,
+            "interconnect": offering.interconnect,
+        },
+    }
+
+
+def volume_offering_json(offering: ForwardVolumeOffering) -> dict[str, Any]:
+    return {
+        "id": offering.id,
+        "provider": offering.provider,
+        "region": offering.region,
+        "price_per_gb_per_hour": offering.price_per_gb_per_hour,
+        "fixed_size": offering.fixed_size,
+        "supports_multi_mount": offering.supports_multi_mount,
+    }
+
+
+def model_json(model: ForwardModel) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "object": "model",
+        "display_name": model.display_name,
+        "model_type": model.model_type,
+        "owned_by": model.owned_by,
+        "provider": model.provider,
+        "context_length": model.context_length,
+        "created": model.created,
+        "description": model.description,
+        "license": model.license,
+        "link": model.link,
+        "pricing": {"input": model.input_price, "output": model.output_price, "unit": "1M tokens"},
+    }
+
+
+def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
+    phase = record.phase(at)
+    body: dict[str, Any] = {
+        "id": record.id,
+        "object": "spot.instance",
+        "name": record.name,
+        "owner": owner_id(record.tenant),
+        "provider": record.cloud,
+        "region": record.region,
+        "status": _STATUS[phase],
+        "ssh_port": 22,
+        "ssh_user": SSH_USER,
+        "created": iso_time(record.created_at),
+        "modified": iso_time(record.last_change(at)),
+        "envs": record.envs,
+        "volume_ids": record.volume_ids,
+    }
+    if record.ready_at is not None and record.ready_at <= at and record.boot_outcome is BootOutcome.ACTIVE:
+        body["ip"] = record.ip
+    if record.ssh_key_id is not None:
+        body["ssh_key_id"] = record.ssh_key_id
+    return body
+
+
+def volume_json(record: VolumeRecord, mounted_by: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": record.id,
+        "object": "spot.volume",
+        "name": record.name,
+        "owner": owner_id(record.tenant),
+        "provider": record.cloud,
+        "region": record.region,
+        "size_gb": record.size_gb,
+        "cloud_assigned_id": record.cloud_assigned_id,
+        "cost_estimate": round(record.size_gb * record.price_per_gb_per_hour, 6),
+        "created": iso_time(record.created_at),
+        "modified": iso_time(record.created_at),
+        "fixed_size": record.fixed_size,
+        "supports_multi_mount": record.supports_multi_mount,
+    }
+    if mounted_by is not None:
+        body["mounted_by"] = mounted_by
+    return body
+
+
+def ssh_key_json(record: SshKeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "object": "spot.ssh_key",
+        "name": record.name,
+        "owner": owner_id(record.tenant),
+        "provider": record.provider or DEFAULT_KEY_PROVIDER,
+        "provider_key_id": record.provider_key_id or record.id,
+        "provider_data": {},
+        "public_key": record.public_key,
+        "created": iso_time(record.created_at),
+        "modified": iso_time(record.created_at),
+    }
+
+
+def _list(data: list[dict[str, Any]], url: str) -> JSONResponse:
+    return JSONResponse({"object": "list", "data": data, "url": url})
+
+
+def _single(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code)
+
+
+def _view_time(call: Call, *, cached: bool) -> float:
+    """The moment a read shows: now for fresh reads, earlier for cached ones."""
+    now = call.world.now()
+    if not cached:
+        return now
+    return now - (call.world.list_lag_seconds + call.faults.lag)
+
+
+def _refresh(call: Call) -> bool:
+    raw = call.query("refresh")
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise invalid("refresh must be true or false", field="refresh")
+
+
+# ------------------------------------------------------------------ offerings and models
+
+
+def list_compute_offerings(call: Call) -> Response:
+    return _list([compute_offering_json(o) for o in FORWARD_COMPUTE_OFFERINGS], "/v1/spot/compute/offerings")
+
+
+def get_compute_offering(call: Call) -> Response:
+    offering = forward_compute_offering(call.path("id"))
+    if offering is None:
+        raise not_found("compute offering", call.path("id"))
+    data = compute_offering_json(offering) | {"object": "compute_offering"}
+    return _single(data | {"data": data})
+
+
+def list_volume_offerings(call: Call) -> Response:
+    return _list([volume_offering_json(o) for o in FORWARD_VOLUME_OFFERINGS], "/v1/spot/volumes/offerings")
+
+
+def get_volume_offering(call: Call) -> Response:
+    offering = forward_volume_offering(call.path("id"))
+    if offering is None:
+        raise not_found("volume offering", call.path("id"))
+    data = volume_offering_json(offering) | {"object": "volume_offering"}
+    return _single(data | {"data": data})
+
+
+def list_models(call: Call) -> Response:
+    return JSONResponse({"object": "list", "data": [model_json(m) for m in FORWARD_MODELS]})
+
+
+def get_model(call: Call) -> Response:
+    model = forward_model(call.path("model").rstrip("/"))
+    if model is None:
+        raise ApiError(404, Problem.NOT_FOUND, "Model not found", field="model")
+    return _single(model_json(model))
+
+
+# ------------------------------------------------------------------ instances
+
+
+def list_instances(call: Call) -> Response:
+    at = _view_time(call, cached=True)
+    data = [
+        instance_json(r, at)
+        for r in call.world.instances(API, call.tenant)
+        if r.created_at <= at and r.phase(at) is not Phase.DELETED
+    ]
+    return _list(data, "/v1/spot/instances")
+
+
+def get_instance(call: Call) -> Response:
+    at = _view_time(call, cached=not _refresh(call))
+    record = call.world.instance(API, call.tenant, call.path("id"))
+    if record is None or record.created_at > at:
+        raise not_found("instance", call.path("id"))
+    return _single(instance_json(record, at))
+
+
+def create_instance(call: Call) -> Response:
+    body = parse_body(CreateInstanceBody, call.body)
+    world = call.world
+    offering = forward_compute_offering(body.offering_id)
+    if offering is None:
+        raise invalid(
+            f"offering {body.offering_id} does not exist (see GET /v1/spot/compute/offerings)",
+            field="offering_id",
+        )
+    now = world.now()
+    if body.ssh_key_id is not None:
+        key = world.ssh_key(API, call.tenant, body.ssh_key_id)
+        if key is None or not key.live_at(now):
+            raise invalid(f"ssh key {body.ssh_key_id} not found", field="ssh_key_id")
+    mounts = world.mounts(API, call.tenant, now) if body.volume_ids else {}
+    for volume_id in body.volume_ids:
+        volume = world.volume(API, call.tenant, volume_id)
+        if volume is None or not volume.live_at(now):
+            raise invalid(f"volume {volume_id} not found", field="volume_ids")
+        if (volume.cloud, volume.region) != (offering.provider, offering.region):
+            raise invalid(
+                f"volume {volume_id} is at {volume.cloud} {volume.region}; "
+                f"the offering is at {offering.provider} {offering.region}",
+                field="volume_ids",
+            )
+        if volume_id in mounts and not volume.supports_multi_mount:
+            raise invalid(
+                f"volume {volume_id} is mounted by instance {mounts[volume_id]}", field="volume_ids"
+            )
+    if not offering.available or call.faults.capacity:
+        raise ApiError(
+            400,
+            Problem.CAPACITY,
+            f"no capacity for offering {offering.id} ({offering.instance_type} at {offering.provider} "
+            f"{offering.region}); choose another offering",
+            field="offering_id",
+        )
+    record = InstanceRecord(
+        api=API,
+        tenant=call.tenant,
+        id=world.new_id(API, "instances"),
+        name=body.name,
+        created_at=now,
+        cloud=offering.provider,
+        region=offering.region,
+        instance_type=offering.instance_type,
+        cloud_instance_type=offering.instance_type,
+        offering_id=offering.id,
+        hourly_price_cents=offering.hourly_price_cents,
+        configuration=compute_offering_json(offering)["configuration"],
+        ssh_key_id=body.ssh_key_id,
+        volume_ids=list(body.volume_ids),
+        envs=[env.model_dump() for env in body.envs],
+        cloud_assigned_id=world.new_id(API, "instances"),
+        ip=f"198.19.{(len(world) >> 8) % 256}.{len(world) % 256}",
+        ready_at=None if call.faults.stuck_pending else now + world.boot_seconds,
+        boot_outcome=BootOutcome.ERROR if call.faults.boot_failure else BootOutcome.ACTIVE,
+        delete_seconds=world.delete_seconds,
+    )
+    world.add(record)
+    return _single(instance_json(record, now), status_code=201)
+
+
+def delete_instance(call: Call) -> Response:
+    world = call.world
+    now = world.now()
+    record = world.instance(API, call.tenant, call.path("id"))
+    if record is None or record.phase(now) is Phase.DELETED:
+        raise not_found("instance", call.path("id"))
+    if record.phase(now) is not Phase.DELETING:
+        record.deleted_at = now
+        record.delete_seconds = (
+            call.faults.slow_delete if call.faults.slow_delete is not None else world.delete_seconds
+        )
+        world.changed(record)
+    return _single(instance_json(record, now))
+
+
+# ------------------------------------------------------------------ volumes
+
+
+def list_volumes(call: Call) -> Response:
+    at = _view_time(call, cached=True)
+    mounts = call.world.mounts(API, call.tenant, at)
+    data = [volume_json(v, mounts.get(v.id)) for v in call.world.volumes(API, call.tenant) if v.live_at(at)]
+    return _list(data, "/v1/spot/volumes")
+
+
+def get_volume(call: Call) -> Response:
+    at = _view_time(call, cached=not _refresh(call))
+    record = call.world.volume(API, call.tenant, call.path("id"))
+    if record is None or not record.live_at(at):
+        raise not_found("volume", call.path("id"))
+    return _single(volume_json(record, call.world.mounts(API, call.tenant, at).get(record.id)))
+
+
+def create_volume(call: Call) -> Response:
+    body = parse_body(CreateVolumeBody, call.body)
+    world = call.world
+    if body.offering_id is not None:
+        offering = forward_volume_offering(body.offering_id)
+        if offering is None:
+            raise invalid(f"volume offering {body.offering_id} does not exist", field="offering_id")
+        for field, given, actual in (
+            ("provider", body.provider, offering.provider),
+            ("region", body.region, offering.region),
+        ):
+            if given is not None and given != actual:
+                raise invalid(
+                    f"{field} {given} does not match offering {offering.id} ({actual})", field=field
+                )
+    else:
+        if body.region is None:
+            raise invalid("give offering_id, or region (and optionally provider)", field="region")
+        offering = _volume_offering_in(body.region, body.provider)
+    if call.faults.capacity:
+        raise ApiError(400, Problem.CAPACITY, f"no volume capacity at {offering.provider} {offering.region}")
+    now = world.now()
+    record = VolumeRecord(
+        api=API,
+        tenant=call.tenant,
+        id=world.new_id(API, "volumes"),
+        name=body.name,
+        created_at=now,
+        cloud=offering.provider,
+        region=offering.region,
+        size_gb=body.size_gb,
+        fixed_size=offering.fixed_size,
+        supports_multi_mount=offering.supports_multi_mount,
+        price_per_gb_per_hour=float(offering.price_per_gb_per_hour),
+        cloud_assigned_id=world.new_id(API, "volumes"),
+        offering_id=offering.id,
+    )
+    world.add(record)
+    return _single(volume_json(record, None), status_code=201)
+
+
+def _volume_offering_in(region: str, provider: str | None) -> ForwardVolumeOffering:
+    """The provider's volume offering in a region, or the cheapest there when no provider is named."""
+    if provider is not None:
+        found = forward_volume_offering_at(provider, region)
+        if found is None:
+            raise invalid(f"no volume offering at {provider} {region}", field="region")
+        return found
+    candidates = [o for o in FORWARD_VOLUME_OFFERINGS if o.region == region]
+    if not candidates:
+        raise invalid(f"no volume offering in region {region}", field="region")
+    return min(candidates, key=lambda o: (float(o.price_per_gb_per_hour), o.provider))
+
+
+def delete_volume(call: Call) -> Response:
+    world = call.world
+    now = world.now()
+    record = world.volume(API, call.tenant, call.path("id"))
+    if record is None or not record.live_at(now):
+        raise not_found("volume", call.path("id"))
+    mounted_by = world.mounts(API, call.tenant, now).get(record.id)
+    if mounted_by is not None:
+        raise ApiError(
+            409,
+            Problem.CONFLICT,
+            f"volume {record.id} is mounted by instance {mounted_by}; delete the instance first",
+            field="id",
+        )
+    record.deleted_at = now
+    world.changed(record)
+    return _single({"id": record.id, "object": "spot.volume", "deleted": True})
+
+
+# ------------------------------------------------------------------ ssh keys
+
+
+def list_ssh_keys(call: Call) -> Response:
+    at = _view_time(call, cached=True)
+    data = [ssh_key_json(k) for k in call.world.ssh_keys(API, call.tenant) if k.live_at(at)]
+    return _list(data, "/v1/spot/ssh-keys")
+
+
+def create_ssh_key(call: Call) -> Response:
+    body = parse_body(CreateSshKeyBody, call.body)
+    if body.provider not in FORWARD_PROVIDERS:
+        raise invalid(
+            f"unknown provider {body.provider} (one of {', '.join(FORWARD_PROVIDERS)})", field="provider"
+        )
+    world = call.world
+    record = SshKeyRecord(
+        api=API,
+        tenant=call.tenant,
+        id=world.new_id(API, "ssh_keys"),
+        name=body.name,
+        created_at=world.now(),
+        public_key=body.public_key,
+        provider=body.provider,
+        provider_key_id=world.new_id("shadeform", "ssh_keys"),
+    )
+    world.add(record)
+    return _single(ssh_key_json(record), status_code=201)
+
+
+def delete_ssh_key(call: Call) -> Response:
+    world = call.world
+    now = world.now()
+    record = world.ssh_key(API, call.tenant, call.path("id"))
+    if record is None or not record.live_at(now):
+        raise not_found("ssh key", call.path("id"))
+    user = world.key_user(API, call.tenant, record.id, now)
+    if user is not None:
+        raise ApiError(409, Problem.CONFLICT, f"ssh key {record.id} is in use by instance {user}", field="id")
+    record.deleted_at = now
+    world.changed(record)
+    return _single({"id": record.id, "object": "spot.ssh_key", "deleted": True})
+
+
+def _op(kind: str, verb: str) -> Operation:
+    return Operation(API, kind, verb)
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "GET", "/spot/compute/offerings", _op("compute_offerings", "list"), list_compute_offerings, False
+    ),
+    Endpoint(
+        "GET", "/spot/compute/offerings/{id}", _op("compute_offerings", "get"), get_compute_offering, False
+    ),
+    Endpoint("GET", "/spot/volumes/offerings", _op("volume_offerings", "list"), list_volume_offerings, False),
+    Endpoint(
+        "GET", "/spot/volumes/offerings/{id}", _op("volume_offerings", "get"), get_volume_offering, False
+    ),
+    Endpoint("GET", "/spot/instances", _op("instances", "list"), list_instances),
+    Endpoint("POST", "/spot/instances", _op("instances", "create"), create_instance),
+    Endpoint("GET", "/spot/instances/{id}", _op("instances", "get"), get_instance),
+    Endpoint("DELETE", "/spot/instances/{id}", _op("instances", "delete"), delete_instance),
+    Endpoint("GET", "/spot/volumes", _op("volumes", "list"), list_volumes),
+    Endpoint("POST", "/spot/volumes", _op("volumes", "create"), create_volume),
+    Endpoint("GET", "/spot/volumes/{id}", _op("volumes", "get"), get_volume),
+    Endpoint("DELETE", "/spot/volumes/{id}", _op("volumes", "delete"), delete_volume),
+    Endpoint("GET", "/spot/ssh-keys", _op("ssh_keys", "list"), list_ssh_keys),
+    Endpoint("POST", "/spot/ssh-keys", _op("ssh_keys", "create"), create_ssh_key),
+    Endpoint("DELETE", "/spot/ssh-keys/{id}", _op("ssh_keys", "delete"), delete_ssh_key),
+    Endpoint("GET", "/models", _op("models", "list"), list_models),
+    Endpoint("GET", "/models/{model:path}", _op("models", "get"), get_model),
+]

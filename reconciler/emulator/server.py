@@ -1,0 +1,86 @@
+"""ASGI applications: each API on its own, and both together for `emulator serve`.
+
+Server layout (`build_server_app`):
+
+    /shadeform/v1/...   the Shadeform API      (real: https://api.shadeform.ai/v1)
+    /forward/v1/...     the Forward Compute API (real: https://api.forwardcompute.ai/v1)
+    /_emulator/...      the control API
+
+In-process layout (`build_api_app`, one per API, used by EmbeddedCloud): `/v1/...` and
+`/_emulator/...`.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+
+from reconciler.emulator import forward_api, shadeform_api
+from reconciler.emulator.control_api import build_control_app
+from reconciler.emulator.runtime import ApiError, Dialect, EmulatorRuntime, Endpoint, Problem
+from reconciler.emulator.world import World
+
+API_NAMES = ("shadeform", "forward")
+_DIALECTS: dict[str, tuple[Dialect, list[Endpoint]]] = {
+    "shadeform": (shadeform_api.ShadeformDialect(), shadeform_api.ENDPOINTS),
+    "forward": (forward_api.ForwardDialect(), forward_api.ENDPOINTS),
+}
+
+
+def build_api_routes_app(runtime: EmulatorRuntime, api: str) -> Starlette:
+    """One API's routes, relative to its `/v1` root; unknown paths answer in the API's error shape."""
+    if api not in _DIALECTS:
+        raise ValueError(f"unknown api {api!r} (one of {', '.join(API_NAMES)})")
+    dialect, endpoints = _DIALECTS[api]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 405:
+            error = ApiError(
+                405, Problem.METHOD_NOT_ALLOWED, f"method {request.method} not allowed on {request.url.path}"
+            )
+        else:
+            error = ApiError(
+                status, Problem.NOT_FOUND, f"no such endpoint: {request.method} {request.url.path}"
+            )
+        return dialect.error_response(error)
+
+    return Starlette(
+        routes=runtime.routes(dialect, endpoints), exception_handlers={HTTPException: http_error}
+    )
+
+
+async def _unknown_path(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return JSONResponse({"error": f"no such path: {request.url.path}"}, status_code=status)
+
+
+def build_api_app(runtime: EmulatorRuntime, api: str) -> Starlette:
+    """One API mounted at `/v1`, plus the control API at `/_emulator` (the in-process layout)."""
+    return Starlette(
+        routes=[
+            Mount("/v1", build_api_routes_app(runtime, api)),
+            Mount("/_emulator", build_control_app(runtime)),
+        ],
+        exception_handlers={HTTPException: _unknown_path},
+    )
+
+
+def build_server_app(world: World, runtime: EmulatorRuntime | None = None) -> Starlette:
+    """Both APIs and the control API under one server (see the module docstring for paths)."""
+    runtime = runtime or EmulatorRuntime(world)
+    if runtime.world is not world:
+        raise ValueError("the runtime serves another world")
+    app = Starlette(
+        routes=[
+            Mount("/shadeform/v1", build_api_routes_app(runtime, "shadeform")),
+            Mount("/forward/v1", build_api_routes_app(runtime, "forward")),
+            Mount("/_emulator", build_control_app(runtime)),
+        ],
+        exception_handlers={HTTPException: _unknown_path},
+    )
+    app.state.runtime = runtime
+    return app
