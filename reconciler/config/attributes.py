@@ -1,0 +1,209 @@
+"""Validated YAML blocks -> canonical Resource attributes (see reconciler.providers.base).
+
+Canonical means plain JSON data with sorted keys, optional fields absent rather than
+null, envs as a `{name: value}` dict and launch as a dict, so the planner can compare
+desired and live attributes with `==`. References (`ssh_key`, `volumes`) are added by the
+loader once every resource is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.config.diagnostics import FieldIssue, did_you_mean
+from reconciler.config.schema import (
+    KIND_ATTRIBUTES,
+    DockerLaunchBlock,
+    EnvValueBlock,
+    ForwardInstanceBlock,
+    ForwardVolumeBlock,
+    InstanceBlock,
+    ResourceBlock,
+    ShadeformInstanceBlock,
+    ShadeformVolumeBlock,
+    SshKeyBlock,
+    ThresholdBlock,
+)
+from reconciler.model import Kind, Lifecycle, OfferingRequest
+
+# Sections of a resource entry that do not become attributes.
+_NOT_ATTRIBUTES = frozenset({"provider", "count", "lifecycle", "depends_on", "on_failure", "offering"})
+
+
+@dataclass(frozen=True)
+class CanonicalResource:
+    """A resource's attributes before references are resolved, plus what travels beside them."""
+
+    attributes: dict[str, Any]
+    lifecycle: Lifecycle
+    offering: OfferingRequest | None = None
+    sensitive: tuple[str, ...] = ()
+    secrets: frozenset[str] = frozenset()
+    on_failure: str = "replace"
+
+
+def canonical_resource(kind: Kind, block: ResourceBlock, provider_name: str) -> CanonicalResource:
+    """Canonical attributes of one (count-expanded) resource; FieldIssue for cross-field problems."""
+    lifecycle = _lifecycle(kind, block)
+    if isinstance(block, SshKeyBlock):
+        return CanonicalResource({"name": provider_name, "public_key": block.public_key}, lifecycle)
+    if isinstance(block, ShadeformVolumeBlock | ForwardVolumeBlock):
+        attributes: dict[str, Any] = {"name": provider_name, "region": block.region, "size_gb": block.size_gb}
+        if block.cloud is not None:
+            attributes["cloud"] = block.cloud
+        return CanonicalResource(dict(sorted(attributes.items())), lifecycle)
+    if isinstance(block, InstanceBlock):
+        return _instance(block, provider_name, lifecycle)
+    raise TypeError(f"no canonical form for {type(block).__name__}")
+
+
+def _lifecycle(kind: Kind, block: ResourceBlock) -> Lifecycle:
+    known = KIND_ATTRIBUTES[kind]
+    for index, attribute in enumerate(block.lifecycle.ignore_changes):
+        if attribute.split(".", 1)[0] not in known:
+            raise FieldIssue(
+                ("lifecycle", "ignore_changes", index),
+                f"{attribute!r} is not an attribute of {kind.value}",
+                did_you_mean(attribute, known) or "attributes: " + ", ".join(sorted(known)),
+            )
+    return Lifecycle(
+        prevent_destroy=block.lifecycle.prevent_destroy,
+        create_before_destroy=block.lifecycle.create_before_destroy,
+        ignore_changes=tuple(block.lifecycle.ignore_changes),
+    )
+
+
+def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) -> CanonicalResource:
+    attributes: dict[str, Any] = {"name": provider_name}
+    sensitive: list[str] = []
+    secrets: set[str] = set()
+    if isinstance(block, ShadeformInstanceBlock):
+        pin_field, pin = "shade_instance_type", block.shade_instance_type
+    elif isinstance(block, ForwardInstanceBlock):
+        pin_field, pin = "offering_id", block.offering_id
+    else:
+        raise TypeError(f"unknown instance block {type(block).__name__}")
+    offering = _offering(block, pin_field, pin)
+    if offering is None:
+        attributes[pin_field] = pin
+        for place in ("cloud", "region"):
+            value = getattr(block, place)
+            if value is not None:
+                attributes[place] = value
+            elif isinstance(block, ShadeformInstanceBlock):
+                raise FieldIssue(
+                    (place,),
+                    f"missing required field {place!r}",
+                    hint="a pinned Shadeform instance needs cloud, region and shade_instance_type",
+                )
+    if block.envs:
+        attributes["envs"] = _envs(block.envs, "envs", sensitive, secrets)
+    if isinstance(block, ShadeformInstanceBlock):
+        if block.os is not None:
+            attributes["os"] = block.os
+        if block.launch is not None:
+            attributes["launch"] = _launch(block.launch, sensitive, secrets)
+        if block.tags:
+            attributes["tags"] = sorted(block.tags)
+        if block.rental_type is not None:
+            attributes["rental_type"] = block.rental_type
+        for threshold_field in ("auto_delete", "alert"):
+            threshold: ThresholdBlock | None = getattr(block, threshold_field)
+            if threshold is not None:
+                attributes[threshold_field] = threshold.model_dump(exclude_none=True)
+    return CanonicalResource(
+        dict(sorted(attributes.items())),
+        lifecycle,
+        offering=offering,
+        sensitive=tuple(sensitive),
+        secrets=frozenset(secrets),
+        on_failure=block.on_failure,
+    )
+
+
+def _offering(block: InstanceBlock, pin_field: str, pin: str | None) -> OfferingRequest | None:
+    if block.offering is not None and pin is not None:
+        raise FieldIssue(
+            (pin_field,),
+            f"give either {pin_field} (an exact offering) or offering (requirements), not both",
+        )
+    if block.offering is None:
+        if pin is None:
+            raise FieldIssue(
+                (),
+                f"an instance needs {pin_field} (an exact offering) or offering (requirements)",
+                hint="for example offering: {gpu_type: H100, num_gpus: 8, max_hourly_price: 25}",
+            )
+        return None
+    wanted = block.offering
+    places: dict[str, str | None] = {"cloud": wanted.cloud, "region": wanted.region}
+    for place in ("cloud", "region"):
+        outer = getattr(block, place)
+        if outer is None:
+            continue
+        if places[place] is not None and places[place] != outer:
+            raise FieldIssue(
+                (place,),
+                f"{place} {outer!r} conflicts with offering.{place} {places[place]!r}",
+                hint=f"keep {place} in one place",
+            )
+        places[place] = outer
+    return OfferingRequest(
+        gpu_type=wanted.gpu_type,
+        num_gpus=wanted.num_gpus,
+        max_hourly_price=wanted.max_hourly_price,
+        region=places["region"],
+        cloud=places["cloud"],
+    )
+
+
+def _envs(
+    envs: dict[str, EnvValueBlock], prefix: str, sensitive: list[str], secrets: set[str]
+) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name in sorted(envs):
+        entry = envs[name]
+        values[name] = entry.value
+        if entry.sensitive:
+            sensitive.append(f"{prefix}.{name}")
+            if entry.value:
+                secrets.add(entry.value)
+    return values
+
+
+def _launch(launch: Any, sensitive: list[str], secrets: set[str]) -> dict[str, Any]:
+    if not isinstance(launch, DockerLaunchBlock):
+        return {"script": launch.script, "type": "script"}
+    spec: dict[str, Any] = {"image": launch.image, "type": "docker"}
+    if launch.args is not None:
+        spec["args"] = launch.args
+    if launch.envs:
+        spec["envs"] = _envs(launch.envs, "launch.envs", sensitive, secrets)
+    if launch.port_mappings:
+        spec["port_mappings"] = [
+            dict(sorted(mapping.model_dump().items())) for mapping in launch.port_mappings
+        ]
+    if launch.shared_memory_in_gb is not None:
+        spec["shared_memory_in_gb"] = launch.shared_memory_in_gb
+    if launch.volume_mounts:
+        spec["volume_mounts"] = [dict(sorted(mount.model_dump().items())) for mount in launch.volume_mounts]
+    return dict(sorted(spec.items()))
+
+
+def sensitive_attribute_path(raw_path: tuple[str | int, ...], attributes: dict[str, Any]) -> str | None:
+    """The canonical attribute path for a place in the YAML entry that got a sensitive value.
+
+    Paths stop at list indices (`tags`, `launch.port_mappings`); `envs.X.value` is `envs.X`.
+    None when the place does not become an attribute (offering requirements, lifecycle).
+    """
+    if not raw_path or raw_path[0] in _NOT_ATTRIBUTES or raw_path[0] not in attributes:
+        return None
+    parts: list[str] = []
+    for element in raw_path:
+        if isinstance(element, int):
+            break
+        parts.append(element)
+    if len(parts) >= 3 and parts[-1] == "value" and parts[-3] == "envs":
+        parts.pop()
+    return ".".join(parts)

@@ -1,0 +1,475 @@
+"""The YAML format as pydantic models: strict (unknown keys are errors) and exported as JSON Schema.
+
+Models check one resource at a time, after interpolation. Checks that span fields or
+resources (a pin or requirements, references, cycles) live in the loader, where they can
+point at the exact line.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from reconciler.model import Kind
+from reconciler.providers.base import EMBEDDED, MARKER_PREFIX, NAME_MARKER_SEPARATOR
+
+ProviderName = Literal["shadeform", "forward"]
+KNOWN_PROVIDERS: tuple[str, ...] = get_args(ProviderName)
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+INTERPOLATION_PATTERN = r"^\$\{[^{}]+\}$"
+
+_NAME_RE = re.compile(NAME_PATTERN)
+_ENV_NAME_RE = re.compile(ENV_NAME_PATTERN)
+_PUBLIC_KEY_RE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( .*)?$")
+_RESERVED_NAME_PART = NAME_MARKER_SEPARATOR + MARKER_PREFIX
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise PydanticCustomError(
+            "resource_name",
+            "'{name}' is not a valid name",
+            {
+                "name": value,
+                "hint": "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'",
+            },
+        )
+    if _RESERVED_NAME_PART in value:
+        raise PydanticCustomError(
+            "resource_name",
+            "'{name}' contains '{part}', which reconciler reserves for its ownership marker",
+            {"name": value, "part": _RESERVED_NAME_PART, "hint": "rename it"},
+        )
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME_RE.match(value):
+        raise PydanticCustomError(
+            "env_name",
+            "'{name}' is not a valid environment variable name",
+            {"name": value, "hint": "use letters, digits and '_', not starting with a digit"},
+        )
+    return value
+
+
+def _scalar_text(value: Any) -> Any:
+    """Env values are strings; YAML `PORT: 8000` or `DEBUG: true` means the text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _env_shorthand(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    return {"value": _scalar_text(value)}
+
+
+def _check_public_key(value: str) -> str:
+    text = value.strip()
+    if "PRIVATE KEY" in text:
+        raise PydanticCustomError(
+            "public_key",
+            "this is a private key; never put a private key in the configuration",
+            {"hint": "use the .pub file next to it, e.g. ${file:keys/deploy.pub}"},
+        )
+    if not _PUBLIC_KEY_RE.match(text) or "\n" in text:
+        raise PydanticCustomError(
+            "public_key",
+            "not an OpenSSH public key",
+            {"hint": "expected one line like 'ssh-ed25519 AAAAC3Nza... user@host'"},
+        )
+    return text
+
+
+def _check_endpoint(value: str) -> str:
+    if value == EMBEDDED or re.match(r"^https?://[^\s/]+", value):
+        return value.rstrip("/") if value != EMBEDDED else value
+    raise PydanticCustomError(
+        "endpoint",
+        "endpoint must be 'embedded' or an http(s) URL, not '{value}'",
+        {"value": value, "hint": "for example endpoint: https://api.shadeform.ai/v1"},
+    )
+
+
+def _decimal_text(value: Any) -> Any:
+    """Spend thresholds are dollars; kept as a normalised decimal string, as the API takes them."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return value
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise PydanticCustomError(
+            "decimal", "'{value}' is not a number of dollars", {"value": value}
+        ) from None
+    if not number.is_finite() or number <= 0:
+        raise PydanticCustomError("decimal", "must be a positive amount of dollars", {})
+    return format(number.normalize(), "f")
+
+
+def _check_timestamp(value: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise PydanticCustomError(
+            "timestamp",
+            "'{value}' is not an RFC 3339 time with a timezone",
+            {"value": value, "hint": "for example 2025-06-30T18:00:00Z"},
+        )
+    return value
+
+
+def _check_tag(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("tag", "tags must not be empty", {})
+    if value.startswith(MARKER_PREFIX):
+        raise PydanticCustomError(
+            "tag",
+            "tags starting with '{prefix}' are reserved for reconciler's ownership marker",
+            {"prefix": MARKER_PREFIX, "hint": "rename the tag"},
+        )
+    return value
+
+
+ResourceName = Annotated[str, AfterValidator(_check_name), Field(json_schema_extra={"pattern": NAME_PATTERN})]
+EnvName = Annotated[
+    str, AfterValidator(_check_env_name), Field(json_schema_extra={"pattern": ENV_NAME_PATTERN})
+]
+ScalarText = Annotated[
+    str, BeforeValidator(_scalar_text), WithJsonSchema({"type": ["string", "number", "boolean"]})
+]
+NonEmpty = Annotated[str, Field(min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+DollarAmount = Annotated[
+    str,
+    BeforeValidator(_decimal_text),
+    WithJsonSchema({"type": ["string", "number"], "pattern": r"^[0-9.]+$"}),
+]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must fail loudly, not be ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderBlock(StrictModel):
+    """How to reach one provider API."""
+
+    api_key: str | None = Field(
+        default=None, description="API key; default from SHADEFORM_API_KEY / FORWARD_API_KEY"
+    )
+    endpoint: Annotated[str, AfterValidator(_check_endpoint)] = Field(
+        default=EMBEDDED, description="'embedded' (the built-in emulator) or the API's base URL"
+    )
+    rate_limit: PositiveFloat | None = Field(default=None, description="requests per second")
+    timeout: PositiveFloat | None = Field(default=None, description="seconds per request")
+    max_retries: NonNegativeInt | None = None
+    list_consistency_seconds: NonNegativeFloat | None = Field(
+        default=None, description="how long a list may lag behind a write"
+    )
+
+
+class VariableBlock(StrictModel):
+    """An input variable; its value comes from default < var files < RECONCILER_VAR_<name> < --var."""
+
+    type: Literal["string", "number", "bool", "list", "map"] = "string"
+    default: Any = None
+    description: str | None = None
+    sensitive: bool = Field(default=False, description="never printed; values are scrubbed from output")
+
+
+class BackendBlock(StrictModel):
+    """Where state is kept."""
+
+    type: Literal["local", "postgres"] = "local"
+    path: NonEmpty | None = Field(default=None, description="local: state file, relative to the YAML file")
+    url: NonEmpty | None = Field(default=None, description="postgres: connection URL")
+    schema_name: NonEmpty = Field(default="reconciler", alias="schema", description="postgres: schema name")
+    stack: NonEmpty | None = Field(default=None, description="postgres: state key; default: the config name")
+
+
+class LifecycleBlock(StrictModel):
+    prevent_destroy: bool = False
+    create_before_destroy: bool = False
+    ignore_changes: list[NonEmpty] = Field(default_factory=list, description="attribute names")
+
+
+class ResourceBlock(StrictModel):
+    """Fields every resource kind has."""
+
+    name: ResourceName
+    count: NonNegativeInt | None = Field(
+        default=None, description="create name[0..count-1], named <name>-<i>"
+    )
+    lifecycle: LifecycleBlock = Field(default_factory=LifecycleBlock)
+    depends_on: list[NonEmpty] = Field(default_factory=list, description="addresses, e.g. volumes.data")
+
+
+class SshKeyBlock(ResourceBlock):
+    provider: ProviderName
+    public_key: Annotated[str, AfterValidator(_check_public_key)]
+
+
+class ShadeformVolumeBlock(ResourceBlock):
+    provider: Literal["shadeform"]
+    cloud: NonEmpty
+    region: NonEmpty
+    size_gb: PositiveInt
+
+
+class ForwardVolumeBlock(ResourceBlock):
+    provider: Literal["forward"]
+    cloud: NonEmpty | None = Field(default=None, description="Forward's underlying provider")
+    region: NonEmpty
+    size_gb: PositiveInt
+
+
+class EnvValueBlock(StrictModel):
+    value: ScalarText
+    sensitive: bool = False
+
+
+EnvEntry = Annotated[
+    EnvValueBlock,
+    BeforeValidator(_env_shorthand),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": ["string", "number", "boolean"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "value": {"type": ["string", "number", "boolean"]},
+                        "sensitive": {"type": "boolean"},
+                    },
+                    "required": ["value"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+Envs = dict[EnvName, EnvEntry]
+
+
+class PortMappingBlock(StrictModel):
+    host_port: Port
+    container_port: Port
+
+
+class VolumeMountBlock(StrictModel):
+    host_path: NonEmpty
+    container_path: NonEmpty
+
+
+class DockerLaunchBlock(StrictModel):
+    type: Literal["docker"]
+    image: NonEmpty
+    args: str | None = None
+    envs: Envs = Field(default_factory=dict)
+    port_mappings: list[PortMappingBlock] = Field(default_factory=list)
+    shared_memory_in_gb: PositiveInt | None = None
+    volume_mounts: list[VolumeMountBlock] = Field(default_factory=list)
+
+
+class ScriptLaunchBlock(StrictModel):
+    type: Literal["script"]
+    script: NonEmpty
+
+
+Launch = Annotated[DockerLaunchBlock | ScriptLaunchBlock, Field(discriminator="type")]
+
+
+class ThresholdBlock(StrictModel):
+    date_threshold: Annotated[str, AfterValidator(_check_timestamp)] | None = None
+    spend_threshold: DollarAmount | None = None
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> ThresholdBlock:
+        if self.date_threshold is None and self.spend_threshold is None:
+            raise PydanticCustomError(
+                "threshold", "give date_threshold, spend_threshold or both", {"hint": "or remove the block"}
+            )
+        return self
+
+
+class OfferingBlock(StrictModel):
+    """Requirements: the planner picks the cheapest available offering that meets them."""
+
+    gpu_type: NonEmpty | None = None
+    num_gpus: PositiveInt | None = None
+    max_hourly_price: PositiveFloat | None = Field(
+        default=None, description="dollars per hour, whole instance"
+    )
+    region: NonEmpty | None = None
+    cloud: NonEmpty | None = None
+
+
+class InstanceBlock(ResourceBlock):
+    cloud: NonEmpty | None = None
+    region: NonEmpty | None = None
+    offering: OfferingBlock | None = Field(
+        default=None, description="requirements instead of a pinned offering"
+    )
+    ssh_key: NonEmpty | None = Field(
+        default=None, description="name of an ssh_keys entry (name[i] if counted)"
+    )
+    volumes: list[NonEmpty] = Field(default_factory=list, description="names of volumes entries")
+    envs: Envs = Field(default_factory=dict)
+    on_failure: Literal["replace", "keep"] = Field(
+        default="replace", description="what to do with an instance in error"
+    )
+
+
+class ShadeformInstanceBlock(InstanceBlock):
+    provider: Literal["shadeform"]
+    shade_instance_type: NonEmpty | None = Field(default=None, description="pin: with cloud and region")
+    os: NonEmpty | None = None
+    launch: Launch | None = None
+    tags: list[Annotated[str, AfterValidator(_check_tag)]] = Field(default_factory=list)
+    rental_type: Literal["on_demand", "spot"] | None = None
+    auto_delete: ThresholdBlock | None = None
+    alert: ThresholdBlock | None = None
+
+
+class ForwardInstanceBlock(InstanceBlock):
+    provider: Literal["forward"]
+    offering_id: NonEmpty | None = Field(default=None, description="pin: a compute offering id")
+
+
+SshKeyEntry = SshKeyBlock
+VolumeEntry = Annotated[ShadeformVolumeBlock | ForwardVolumeBlock, Field(discriminator="provider")]
+InstanceEntry = Annotated[ShadeformInstanceBlock | ForwardInstanceBlock, Field(discriminator="provider")]
+
+
+class ConfigDocument(StrictModel):
+    """Providers, variables, state backend, SSH keys, volumes and GPU instances.
+
+    A directory's YAML files merge into one document: lists concatenate, maps merge.
+    """
+
+    model_config = ConfigDict(extra="forbid", title="reconciler configuration")
+
+    providers: dict[ProviderName, ProviderBlock] = Field(default_factory=dict)
+    variables: dict[Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)], VariableBlock] = Field(
+        default_factory=dict
+    )
+    backend: BackendBlock | None = None
+    ssh_keys: list[SshKeyEntry] = Field(default_factory=list)
+    volumes: list[VolumeEntry] = Field(default_factory=list)
+    instances: list[InstanceEntry] = Field(default_factory=list)
+
+
+TOP_LEVEL_KEYS: tuple[str, ...] = tuple(ConfigDocument.model_fields)
+RESOURCE_SECTIONS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+
+RESOURCE_MODELS: dict[Kind, dict[str, type[ResourceBlock]]] = {
+    Kind.SSH_KEY: {"shadeform": SshKeyBlock, "forward": SshKeyBlock},
+    Kind.VOLUME: {"shadeform": ShadeformVolumeBlock, "forward": ForwardVolumeBlock},
+    Kind.INSTANCE: {"shadeform": ShadeformInstanceBlock, "forward": ForwardInstanceBlock},
+}
+
+# Canonical attribute names per kind (see reconciler.providers.base), for ignore_changes.
+KIND_ATTRIBUTES: dict[Kind, frozenset[str]] = {
+    Kind.SSH_KEY: frozenset({"name", "public_key"}),
+    Kind.VOLUME: frozenset({"name", "region", "size_gb", "cloud"}),
+    Kind.INSTANCE: frozenset(
+        {
+            "name",
+            "region",
+            "cloud",
+            "ssh_key",
+            "volumes",
+            "envs",
+            "shade_instance_type",
+            "os",
+            "launch",
+            "tags",
+            "rental_type",
+            "auto_delete",
+            "alert",
+            "offering_id",
+        }
+    ),
+}
+
+
+def foreign_fields(kind: Kind, provider: str) -> dict[str, str]:
+    """Keys that other providers' variants of `kind` accept and `provider`'s does not."""
+    own = RESOURCE_MODELS[kind][provider]
+    own_fields = set(own.model_fields)
+    found: dict[str, str] = {}
+    for other, model in RESOURCE_MODELS[kind].items():
+        if other == provider:
+            continue
+        for name in model.model_fields:
+            if name not in own_fields:
+                found.setdefault(name, other)
+    return found
+
+
+_UNINTERPOLATED_DEFINITIONS = {"VariableBlock"}
+_KEPT_OUTSIDE = ("title", "description", "default")
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the YAML format, for editors and CI linting.
+
+    Any field that is not a string also accepts a whole-string `${...}` expression, since
+    interpolation happens before validation and keeps the expression's type.
+    """
+    schema = copy.deepcopy(ConfigDocument.model_json_schema(by_alias=True))
+    for name, definition in schema.get("$defs", {}).items():
+        if name not in _UNINTERPOLATED_DEFINITIONS:
+            _allow_interpolation(definition)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _allow_interpolation(definition: dict[str, Any]) -> None:
+    for key, field in list(definition.get("properties", {}).items()):
+        if _accepts_string(field):
+            continue
+        outer = {k: field.pop(k) for k in _KEPT_OUTSIDE if k in field}
+        definition["properties"][key] = {
+            **outer,
+            "anyOf": [field, {"type": "string", "pattern": INTERPOLATION_PATTERN}],
+        }
+
+
+def _accepts_string(field: dict[str, Any]) -> bool:
+    kind = field.get("type")
+    if kind == "string" or (isinstance(kind, list) and "string" in kind):
+        return True
+    variants = field.get("anyOf", []) + field.get("oneOf", [])
+    if any(_accepts_string(variant) for variant in variants):
+        return True
+    return (
+        kind is None and not variants and "$ref" not in field and "const" not in field and "enum" not in field
+    )
