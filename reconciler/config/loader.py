@@ -303,10 +303,11 @@ class _ConfigLoader:
         return count
 
     def _declare(self, kind: Kind, name: Any, provider: str, count: int | None, origin: Origin) -> _Entry:
+        identity = {} if name is None else {"name": name}
         try:
-            ResourceBlock.model_validate({"name": name})
+            ResourceBlock.model_validate(identity)
         except ValidationError as exc:
-            raise origin.error(issue_from_validation_error(exc, {"name": name}, ResourceBlock)) from None
+            raise origin.error(issue_from_validation_error(exc, identity, ResourceBlock)) from None
         known = self.entries[kind]
         if name in known:
             first = known[name].origin
@@ -422,7 +423,7 @@ class _ConfigLoader:
             raise member.origin.fail(
                 place,
                 f"no {kind.singular} named {name!r}",
-                hint=hint_for_names(name, list(known), f"{kind.value}"),
+                hint=hint_for_names(name, list(known), kind.value),
             )
         address = self._member_address(entry, index_text, member.origin, place, allow_all=False)[0]
         if entry.provider != member.provider:

@@ -207,6 +207,11 @@ CASES = [
         id="duplicate-name",
     ),
     pytest.param(
+        "instances:\n  - {provider: forward, offering_id: o}\n",
+        dict(line=2, column=5, field="instances[0].name", message="missing required field 'name'"),
+        id="missing-name",
+    ),
+    pytest.param(
         "instances:\n  - {name: 'my box', provider: forward, offering_id: o}\n",
         dict(line=2, field="instances[0].name", message="'my box' is not a valid name", hint="letters"),
         id="bad-name",
@@ -693,6 +698,20 @@ def test_provider_declared_in_two_files(tmp_path: Path) -> None:
         hint="keep one",
     )
     assert "a.yaml:2:3" in caught.value.message
+
+
+def test_backend_keys_merge_across_files_but_not_twice(tmp_path: Path) -> None:
+    write(tmp_path, "cfg/a.yaml", "backend:\n  type: postgres\n")
+    write(tmp_path, "cfg/b.yaml", "backend:\n  url: postgresql://127.0.0.1/test\n")
+    config = load_config(tmp_path / "cfg", environ={})
+    assert config.backend is not None
+    assert (config.backend.type, config.backend.url) == ("postgres", "postgresql://127.0.0.1/test")
+    write(tmp_path, "cfg/c.yaml", "backend:\n  stack: x\n  type: local\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "cfg", environ={})
+    assert_error(
+        caught.value, file="c.yaml", line=3, field="backend.type", message="a.yaml:2:3", hint="keep one"
+    )
 
 
 def test_missing_path_and_empty_directory(tmp_path: Path) -> None:

@@ -356,6 +356,7 @@ def test_sensitive_values_are_marked_and_collected(tmp_path: Path) -> None:
         """\
         variables:
           hf_token: {sensitive: true}
+          team: {sensitive: true, default: team-secret}
           unused_secret: {sensitive: true, default: never-used-but-scrubbed}
         instances:
           - name: a
@@ -363,6 +364,7 @@ def test_sensitive_values_are_marked_and_collected(tmp_path: Path) -> None:
             cloud: c
             region: r
             shade_instance_type: A6000
+            tags: [public, "${var.team}"]
             envs:
               HF_TOKEN: "${var.hf_token}"
               DB_PASSWORD: {value: "${env:DB_PASSWORD}", sensitive: true}
@@ -377,7 +379,13 @@ def test_sensitive_values_are_marked_and_collected(tmp_path: Path) -> None:
         environ={"DB_PASSWORD": "pw-789"},
     )
     resource = config.resources[addr("instances.a")]
-    assert resource.sensitive == ("envs.DB_PASSWORD", "envs.HF_TOKEN", "launch.args", "launch.envs.INNER")
+    assert resource.sensitive == (
+        "envs.DB_PASSWORD",
+        "envs.HF_TOKEN",
+        "launch.args",
+        "launch.envs.INNER",
+        "tags",
+    )
     assert resource.attributes["envs"]["DB_PASSWORD"] == "pw-789"
     assert {"hf_abc", "pw-789", "inner-secret", "never-used-but-scrubbed"} <= config.secrets
     assert "visible" not in config.secrets
@@ -534,6 +542,8 @@ def test_backend_postgres_hides_the_url_and_scrubs_its_password(tmp_path: Path) 
 def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:
     config = load(tmp_path, "")
     assert config.resources == {} and config.providers == {} and config.backend is None
+    assert config.root == tmp_path
+    assert config.files == (tmp_path / "main.yaml",)
 
 
 def test_schema_is_valid_json_schema_and_accepts_the_design_example() -> None:
