@@ -216,7 +216,7 @@ def hint_for_names(word: str, candidates: Sequence[str], what: str) -> str:
     if close:
         return close
     if not candidates:
-        return f"no {what} is declared"
+        return f"no {what} are declared"
     shown = sorted(candidates)[:10]
     more = f" (and {len(candidates) - 10} more)" if len(candidates) > 10 else ""
     return f"declared {what}: {', '.join(shown)}{more}"

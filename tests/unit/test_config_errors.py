@@ -354,7 +354,7 @@ CASES = [
             field="instances[0].volumes[0]",
             line=2,
             message="no volume named 'data'",
-            hint="no volumes is declared",
+            hint="no volumes are declared",
         ),
         id="volume-reference-with-no-volumes",
     ),
