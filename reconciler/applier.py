@@ -186,7 +186,9 @@ class Step:
         return f"{self.phase}:{self.change.address}{suffix}"
 
 
-def build_steps(plan_changes: tuple[Change, ...], doc: StateDocument) -> tuple[list[Step], dict[str, set[str]]]:
+def build_steps(
+    plan_changes: tuple[Change, ...], doc: StateDocument
+) -> tuple[list[Step], dict[str, set[str]]]:
     """The steps of a plan and, for each, the step keys it must wait for."""
     steps: list[Step] = []
     create_of: dict[Address, Step] = {}
@@ -294,13 +296,15 @@ class Applier:
                             running[task] = step
                 if not running:
                     break
-                watched = set(running) if stop_task.done() else {*running, stop_task}
+                watched: set[asyncio.Future[Any]] = set(running)
+                if not stop_task.done():
+                    watched.add(stop_task)
                 finished, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    if task not in running:
+                for future in finished:
+                    if future not in running:
                         continue
-                    step = running.pop(task)
-                    outcome = task.result()
+                    step = running.pop(future)
+                    outcome = future.result()
                     if outcome.ok:
                         done.add(step.key)
                         result.succeeded.append(step.key)
@@ -333,6 +337,7 @@ class Applier:
     async def _run_step(self, step: Step, wait_gone: bool) -> StepOutcome:
         started = self.clock()
         self.observer.step_started(step.change, step.phase)
+        new_id: str | None
         try:
             if step.phase == "create":
                 new_id = await self._create(step.change)
@@ -365,7 +370,9 @@ class Applier:
     def _id_of(self, address: str, change: Change) -> str:
         res = self.doc.resources.get(address)
         if res is None:
-            raise ReconcilerError(f"{change.address}: {address} has no provider id in state (was it created?)")
+            raise ReconcilerError(
+                f"{change.address}: {address} has no provider id in state (was it created?)"
+            )
         return res.id
 
     async def _create(self, change: Change) -> str:
@@ -549,4 +556,3 @@ class Applier:
             self.doc.resources[address] = current.model_copy(update={"attributes": masked})
             await self.writer.persist()
         return change.id
-

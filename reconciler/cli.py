@@ -71,15 +71,36 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."),
-                     show_default=True, help="Config file or directory of *.yaml."),
-        click.option("--state", "state_path", type=click.Path(path_type=Path), default=None,
-                     help="State file (default: state/<config-name>.json beside the config)."),
+        click.option(
+            "-f",
+            "--file",
+            "path",
+            type=click.Path(path_type=Path),
+            default=Path("."),
+            show_default=True,
+            help="Config file or directory of *.yaml.",
+        ),
+        click.option(
+            "--state",
+            "state_path",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="State file (default: state/<config-name>.json beside the config).",
+        ),
         click.option("--var", "cli_vars", multiple=True, metavar="NAME=VALUE", help="Set a variable."),
-        click.option("--var-file", "var_files", multiple=True, type=click.Path(path_type=Path),
-                     help="YAML file of variable values."),
-        click.option("--lock-timeout", default="0s", show_default=True,
-                     help="How long to wait for the state lock (e.g. 60s)."),
+        click.option(
+            "--var-file",
+            "var_files",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="YAML file of variable values.",
+        ),
+        click.option(
+            "--lock-timeout",
+            default="0s",
+            show_default=True,
+            help="How long to wait for the state lock (e.g. 60s).",
+        ),
         click.option("--no-color", is_flag=True, help="No colours in output."),
     ]
     for option in reversed(options):
@@ -115,8 +136,15 @@ def cli(session: Session, debug: bool) -> None:
 @cli.command()
 @config_options
 @pass_session
-def validate(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
-             var_files: tuple[str, ...], lock_timeout: str, no_color: bool) -> None:
+def validate(
+    session: Session,
+    path: Path,
+    state_path: Path | None,
+    cli_vars: tuple[str, ...],
+    var_files: tuple[str, ...],
+    lock_timeout: str,
+    no_color: bool,
+) -> None:
     """Check the configuration; no API call, no state access."""
     session.no_color = no_color
     config = _load(session, path, cli_vars, var_files)
@@ -126,7 +154,9 @@ def validate(session: Session, path: Path, state_path: Path | None, cli_vars: tu
     )
 
 
-def _plan_options(destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool) -> PlanOptions:
+def _plan_options(
+    destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool
+) -> PlanOptions:
     def parse(items: tuple[str, ...], flag: str) -> tuple[Address, ...]:
         out = []
         for item in items:
@@ -137,18 +167,36 @@ def _plan_options(destroy: bool, targets: tuple[str, ...], replace: tuple[str, .
         return tuple(out)
 
     return PlanOptions(
-        destroy=destroy, targets=parse(targets, "--target"), replace=parse(replace, "--replace"), reselect=reselect
+        destroy=destroy,
+        targets=parse(targets, "--target"),
+        replace=parse(replace, "--replace"),
+        reselect=reselect,
     )
 
 
 def plan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--target", "targets", multiple=True, metavar="ADDRESS",
-                     help="Limit to this resource and what it depends on."),
+        click.option(
+            "--target",
+            "targets",
+            multiple=True,
+            metavar="ADDRESS",
+            help="Limit to this resource and what it depends on.",
+        ),
         click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Force replacement."),
-        click.option("--reselect", is_flag=True, help="Pick the cheapest offering again for requirement-based instances."),
-        click.option("--refresh", "refresh_live", type=click.BOOL, default=True, show_default=True,
-                     help="Read live resources before planning (--refresh=false to skip)."),
+        click.option(
+            "--reselect",
+            is_flag=True,
+            help="Pick the cheapest offering again for requirement-based instances.",
+        ),
+        click.option(
+            "--refresh",
+            "refresh_live",
+            type=click.BOOL,
+            default=True,
+            show_default=True,
+            help="Read live resources before planning (--refresh=false to skip).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines)."),
     ]
     for option in reversed(options):
@@ -163,8 +211,13 @@ class Workspace:
     sandbox: Path
 
 
-def _workspace(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
-               var_files: tuple[str, ...]) -> Workspace:
+def _workspace(
+    session: Session,
+    path: Path,
+    state_path: Path | None,
+    cli_vars: tuple[str, ...],
+    var_files: tuple[str, ...],
+) -> Workspace:
     config = _load(session, path, cli_vars, var_files)
     backend = engine.open_backend(config, state_path)
     return Workspace(config, backend, engine.sandbox_path_for(config, backend))
@@ -182,13 +235,29 @@ def _print_plan(session: Session, plan: Plan, as_json: bool) -> None:
 @cli.command()
 @config_options
 @plan_flags
-@click.option("-out", "--out", "out", type=click.Path(path_type=Path), default=None, help="Save the plan to a file.")
+@click.option(
+    "-out", "--out", "out", type=click.Path(path_type=Path), default=None, help="Save the plan to a file."
+)
 @click.option("--destroy", is_flag=True, help="Plan to destroy everything in state.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @pass_session
-def plan(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...], var_files: tuple[str, ...],
-         lock_timeout: str, no_color: bool, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool,
-         refresh_live: bool, as_json: bool, out: Path | None, destroy: bool, detailed_exitcode: bool) -> None:
+def plan(
+    session: Session,
+    path: Path,
+    state_path: Path | None,
+    cli_vars: tuple[str, ...],
+    var_files: tuple[str, ...],
+    lock_timeout: str,
+    no_color: bool,
+    targets: tuple[str, ...],
+    replace: tuple[str, ...],
+    reselect: bool,
+    refresh_live: bool,
+    as_json: bool,
+    out: Path | None,
+    destroy: bool,
+    detailed_exitcode: bool,
+) -> None:
     """Show what apply would change."""
     session.no_color = no_color
     ws = _workspace(session, path, state_path, cli_vars, var_files)
@@ -200,13 +269,16 @@ def plan(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[
     if out is not None:
         write_plan_file(out, outcome.plan, ws.config.name)
         if not as_json:
-            session.console().print(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run: "
-                                    f"reconciler apply {out}")
+            session.console().print(
+                f"\nSaved the plan to: {out}\nTo perform exactly these actions, run: reconciler apply {out}"
+            )
     if detailed_exitcode and outcome.plan.has_changes:
         raise SystemExit(EXIT_CHANGES)
 
 
-async def _plan_async(ws: Workspace, doc: StateDocument, options: PlanOptions, refresh_live: bool) -> engine.PlanOutcome:
+async def _plan_async(
+    ws: Workspace, doc: StateDocument, options: PlanOptions, refresh_live: bool
+) -> engine.PlanOutcome:
     settings = engine.providers_in_use(ws.config, doc)
     async with engine.open_providers(settings, ws.sandbox) as providers:
         return await engine.make_plan(providers, ws.config, doc, options, refresh_live=refresh_live)
@@ -239,12 +311,26 @@ def _apply_options(parallelism: int, create_timeout: str, poll: float | None, em
 def apply_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation."),
-        click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 1000),
-                     help="How many API operations run at once."),
-        click.option("--create-timeout", default="15m", show_default=True,
-                     help="How long an instance may take to become active."),
-        click.option("--poll-interval", "poll", type=float, default=None,
-                     help="Seconds between status polls (default 0.25 embedded, 5 otherwise)."),
+        click.option(
+            "--parallelism",
+            default=10,
+            show_default=True,
+            type=click.IntRange(1, 1000),
+            help="How many API operations run at once.",
+        ),
+        click.option(
+            "--create-timeout",
+            default="15m",
+            show_default=True,
+            help="How long an instance may take to become active.",
+        ),
+        click.option(
+            "--poll-interval",
+            "poll",
+            type=float,
+            default=None,
+            help="Seconds between status polls (default 0.25 embedded, 5 otherwise).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -260,8 +346,10 @@ def _interruptible(session: Session, stop: asyncio.Event, loop: asyncio.Abstract
     def handler() -> None:
         hits["n"] += 1
         if hits["n"] == 1:
-            console.print("\nInterrupt received: no new operations start; waiting for running ones "
-                          "(interrupt again to exit now; state on disk stays valid).")
+            console.print(
+                "\nInterrupt received: no new operations start; waiting for running ones "
+                "(interrupt again to exit now; state on disk stays valid)."
+            )
             stop.set()
         else:
             os._exit(130)
@@ -282,9 +370,18 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def _apply_async(session: Session, ws: Workspace, doc: StateDocument, options: PlanOptions,
-                       refresh_live: bool, apply_options: Callable[[bool], ApplyOptions], auto_approve: bool,
-                       as_json: bool, saved: Plan | None, what: str) -> ApplyResult | None:
+async def _apply_async(
+    session: Session,
+    ws: Workspace,
+    doc: StateDocument,
+    options: PlanOptions,
+    refresh_live: bool,
+    apply_options: Callable[[bool], ApplyOptions],
+    auto_approve: bool,
+    as_json: bool,
+    saved: Plan | None,
+    what: str,
+) -> ApplyResult | None:
     from reconciler.render import make_apply_observer
 
     settings = engine.providers_in_use(ws.config, doc)
@@ -305,19 +402,32 @@ async def _apply_async(session: Session, ws: Workspace, doc: StateDocument, opti
         stop = asyncio.Event()
         observer = make_apply_observer(session.console(), as_json)
         with _interruptible(session, stop, asyncio.get_running_loop()):
-            result = await engine.apply_plan(plan, doc, ws.backend, providers, apply_options(embedded),
-                                             observer, stop)
+            result = await engine.apply_plan(
+                plan, doc, ws.backend, providers, apply_options(embedded), observer, stop
+            )
         observer.summary(result)
         return result
 
 
-def _apply_command(session: Session, ws: Workspace, options: PlanOptions, refresh_live: bool,
-                   apply_options: Callable[[bool], ApplyOptions], auto_approve: bool, as_json: bool,
-                   lock_timeout: str, saved: Plan | None, what: str) -> None:
+def _apply_command(
+    session: Session,
+    ws: Workspace,
+    options: PlanOptions,
+    refresh_live: bool,
+    apply_options: Callable[[bool], ApplyOptions],
+    auto_approve: bool,
+    as_json: bool,
+    lock_timeout: str,
+    saved: Plan | None,
+    what: str,
+) -> None:
     with ws.backend.lock("apply" if not options.destroy else "destroy", parse_duration(lock_timeout)):
         doc = ws.backend.read()
-        result = _run(_apply_async(session, ws, doc, options, refresh_live, apply_options, auto_approve,
-                                   as_json, saved, what))
+        result = _run(
+            _apply_async(
+                session, ws, doc, options, refresh_live, apply_options, auto_approve, as_json, saved, what
+            )
+        )
     if result is not None and not result.ok:
         raise SystemExit(EXIT_ERROR)
 
@@ -328,10 +438,25 @@ def _apply_command(session: Session, ws: Workspace, options: PlanOptions, refres
 @plan_flags
 @apply_flags
 @pass_session
-def apply(session: Session, plan_file: Path | None, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
-          var_files: tuple[str, ...], lock_timeout: str, no_color: bool, targets: tuple[str, ...],
-          replace: tuple[str, ...], reselect: bool, refresh_live: bool, as_json: bool, auto_approve: bool,
-          parallelism: int, create_timeout: str, poll: float | None) -> None:
+def apply(
+    session: Session,
+    plan_file: Path | None,
+    path: Path,
+    state_path: Path | None,
+    cli_vars: tuple[str, ...],
+    var_files: tuple[str, ...],
+    lock_timeout: str,
+    no_color: bool,
+    targets: tuple[str, ...],
+    replace: tuple[str, ...],
+    reselect: bool,
+    refresh_live: bool,
+    as_json: bool,
+    auto_approve: bool,
+    parallelism: int,
+    create_timeout: str,
+    poll: float | None,
+) -> None:
     """Make the infrastructure match the configuration (or run a saved plan)."""
     session.no_color = no_color
     ws = _workspace(session, path, state_path, cli_vars, var_files)
@@ -340,9 +465,18 @@ def apply(session: Session, plan_file: Path | None, path: Path, state_path: Path
         plan_obj, plan_config = read_plan_file(plan_file)
         saved = restore_secrets(plan_obj, ws.config.resources, ws.config.name, plan_config)
     options = _plan_options(False, targets, replace, reselect)
-    _apply_command(session, ws, options, refresh_live,
-                   lambda embedded: _apply_options(parallelism, create_timeout, poll, embedded),
-                   auto_approve or saved is not None, as_json, lock_timeout, saved, "apply")
+    _apply_command(
+        session,
+        ws,
+        options,
+        refresh_live,
+        lambda embedded: _apply_options(parallelism, create_timeout, poll, embedded),
+        auto_approve or saved is not None,
+        as_json,
+        lock_timeout,
+        saved,
+        "apply",
+    )
 
 
 @cli.command()
@@ -350,29 +484,63 @@ def apply(session: Session, plan_file: Path | None, path: Path, state_path: Path
 @plan_flags
 @apply_flags
 @pass_session
-def destroy(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
-            var_files: tuple[str, ...], lock_timeout: str, no_color: bool, targets: tuple[str, ...],
-            replace: tuple[str, ...], reselect: bool, refresh_live: bool, as_json: bool, auto_approve: bool,
-            parallelism: int, create_timeout: str, poll: float | None) -> None:
+def destroy(
+    session: Session,
+    path: Path,
+    state_path: Path | None,
+    cli_vars: tuple[str, ...],
+    var_files: tuple[str, ...],
+    lock_timeout: str,
+    no_color: bool,
+    targets: tuple[str, ...],
+    replace: tuple[str, ...],
+    reselect: bool,
+    refresh_live: bool,
+    as_json: bool,
+    auto_approve: bool,
+    parallelism: int,
+    create_timeout: str,
+    poll: float | None,
+) -> None:
     """Delete everything in state, in reverse dependency order."""
     session.no_color = no_color
     ws = _workspace(session, path, state_path, cli_vars, var_files)
     options = _plan_options(True, targets, (), False)
-    _apply_command(session, ws, options, refresh_live,
-                   lambda embedded: _apply_options(parallelism, create_timeout, poll, embedded),
-                   auto_approve, as_json, lock_timeout, None, "destroy")
+    _apply_command(
+        session,
+        ws,
+        options,
+        refresh_live,
+        lambda embedded: _apply_options(parallelism, create_timeout, poll, embedded),
+        auto_approve,
+        as_json,
+        lock_timeout,
+        None,
+        "destroy",
+    )
 
 
 @cli.command()
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
-@click.option("-json", "--json", "as_json", is_flag=True, help="Terraform plan JSON (for a plan file) or state JSON.")
-@click.option("-summary", "--summary", "summary", is_flag=True, help="Markdown summary of a plan file (PR comment).")
+@click.option(
+    "-json", "--json", "as_json", is_flag=True, help="Terraform plan JSON (for a plan file) or state JSON."
+)
+@click.option(
+    "-summary", "--summary", "summary", is_flag=True, help="Markdown summary of a plan file (PR comment)."
+)
 @click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True)
 @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None)
 @click.option("--no-color", is_flag=True)
 @pass_session
-def show(session: Session, plan_file: Path | None, as_json: bool, summary: bool, path: Path,
-         state_path: Path | None, no_color: bool) -> None:
+def show(
+    session: Session,
+    plan_file: Path | None,
+    as_json: bool,
+    summary: bool,
+    path: Path,
+    state_path: Path | None,
+    no_color: bool,
+) -> None:
     """Show the state as a table, or a saved plan."""
     session.no_color = no_color
     if plan_file is not None:
@@ -401,8 +569,15 @@ def _read_state(session: Session, path: Path, state_path: Path | None) -> StateD
 @cli.command()
 @config_options
 @pass_session
-def graph(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
-          var_files: tuple[str, ...], lock_timeout: str, no_color: bool) -> None:
+def graph(
+    session: Session,
+    path: Path,
+    state_path: Path | None,
+    cli_vars: tuple[str, ...],
+    var_files: tuple[str, ...],
+    lock_timeout: str,
+    no_color: bool,
+) -> None:
     """Print the dependency graph as DOT."""
     config = _load(session, path, cli_vars, var_files)
     click.echo(DependencyGraph({a: r.depends_on for a, r in config.resources.items()}).to_dot())

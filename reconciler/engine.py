@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
 from reconciler.config import Config
 from reconciler.errors import StateError
-from reconciler.model import Address, Kind, LiveResource, Plan
+from reconciler.model import Address, Kind, LiveResource, Offering, Plan
 from reconciler.planner import (
     LiveView,
     PlanOptions,
@@ -117,8 +118,8 @@ async def refresh(
     wanted: set[tuple[str, Kind]] = set()
     for address, res in config.resources.items():
         wanted.add((res.provider, address.kind))
-    for key, res in doc.resources.items():
-        wanted.add((res.provider, Address.parse(key).kind))
+    for key, held in doc.resources.items():
+        wanted.add((held.provider, Address.parse(key).kind))
     for op in doc.pending:
         wanted.add((op.provider, Kind(op.kind)))
     for dep in doc.deposed:
@@ -132,7 +133,7 @@ async def refresh(
         items = await providers[provider].list(kind)
         return (provider, kind), {r.id: r for r in items}
 
-    async def offerings(provider: str) -> tuple[str, list]:  # type: ignore[type-arg]
+    async def offerings(provider: str) -> tuple[str, list[Offering]]:
         return provider, await providers[provider].offerings()
 
     async def volume_prices(provider: str) -> dict[tuple[str, str, str | None], float]:
@@ -145,12 +146,22 @@ async def refresh(
     lists = [listing(p, k) for p, k in sorted(wanted, key=lambda x: (x[0], x[1].value))]
     offer_calls = [offerings(p) for p in sorted(instance_providers) if p in providers]
     price_calls = [volume_prices(p) for p in sorted(volume_providers) if p in providers]
-    results = await asyncio.gather(*lists, *offer_calls, *price_calls)
-    listed = dict(results[: len(lists)])  # type: ignore[arg-type]
-    offered = dict(results[len(lists) : len(lists) + len(offer_calls)])  # type: ignore[arg-type]
+    # Start every call at once; the groups only differ in how their answers are kept.
+    list_tasks = [asyncio.create_task(c) for c in lists]
+    offer_tasks = [asyncio.create_task(c) for c in offer_calls]
+    price_tasks = [asyncio.create_task(c) for c in price_calls]
+    every: list[asyncio.Task[Any]] = [*list_tasks, *offer_tasks, *price_tasks]
+    try:
+        await asyncio.gather(*every)
+    except BaseException:
+        for task in every:
+            task.cancel()
+        raise
+    listed = dict(t.result() for t in list_tasks)
+    offered = dict(t.result() for t in offer_tasks)
     prices: dict[tuple[str, str, str | None], float] = {}
-    for part in results[len(lists) + len(offer_calls) :]:
-        prices.update(part)  # type: ignore[arg-type]
+    for task in price_tasks:
+        prices.update(task.result())
     updatable = {(p, k): providers[p].updatable(k) for p in providers for k in Kind}
     return LiveView(resources=listed, offerings=offered, volume_prices=prices, updatable=updatable)
 
@@ -204,7 +215,9 @@ async def make_plan(
                 "state has pending operations from an interrupted run; they need a refresh to settle",
                 hint="run without --refresh=false",
             )
-        instance_providers, volume_providers = providers_needing_offerings(config.resources, doc, options.reselect)
+        instance_providers, volume_providers = providers_needing_offerings(
+            config.resources, doc, options.reselect
+        )
         live = LiveView(
             offerings={p: await providers[p].offerings() for p in instance_providers if p in providers},
             updatable={(p, k): providers[p].updatable(k) for p in providers for k in Kind},
@@ -227,7 +240,9 @@ async def apply_plan(
 ) -> ApplyResult:
     """Run a plan's changes against the state it was made from; returns the state reached."""
     if plan.state_lineage != doc.lineage:
-        raise StateError(f"the plan was made from state lineage {plan.state_lineage}, but the state is {doc.lineage}")
+        raise StateError(
+            f"the plan was made from state lineage {plan.state_lineage}, but the state is {doc.lineage}"
+        )
     writer = StateWriter(backend, doc)
     return await Applier(plan.changes, writer, providers, options, observer, stop).run()
 

@@ -68,9 +68,13 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
             hint="make a new one with `reconciler plan -out FILE`",
         ) from exc
     if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
-        raise PlanError(f"{path} is not a reconciler plan file", hint="make one with `reconciler plan -out FILE`")
+        raise PlanError(
+            f"{path} is not a reconciler plan file", hint="make one with `reconciler plan -out FILE`"
+        )
     if raw.get("format_version") != PLAN_FORMAT_VERSION:
-        raise PlanError(f"{path} has plan format version {raw.get('format_version')}; this reconciler reads 1")
+        raise PlanError(
+            f"{path} has plan format version {raw.get('format_version')}; this reconciler reads 1"
+        )
     try:
         changes = tuple(
             Change(
@@ -99,7 +103,9 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
     return plan, str(raw.get("config_name", ""))
 
 
-def restore_secrets(plan: Plan, resources: dict[Address, Resource], config_name: str, plan_config: str) -> Plan:
+def restore_secrets(
+    plan: Plan, resources: dict[Address, Resource], config_name: str, plan_config: str
+) -> Plan:
     """Put sensitive values back from the configuration, proving they are the planned ones."""
     if plan_config and plan_config != config_name:
         raise PlanError(

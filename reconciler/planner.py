@@ -135,7 +135,9 @@ def resolve_pending(
                     f"{op.address}: adopted {adopted.id} created by an interrupted run (marker {op.marker})"
                 )
                 for extra in sorted(found, key=lambda r: r.id)[1:]:
-                    notes.append(f"{op.address}: {extra.id} also carries marker {op.marker}; listed as orphan")
+                    notes.append(
+                        f"{op.address}: {extra.id} also carries marker {op.marker}; listed as orphan"
+                    )
                 continue
             started = _parse_time(op.started_at)
             window = consistency.get(op.provider, 0.0)
@@ -249,9 +251,7 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return f"did you mean {match[0]}?" if match else None
 
 
-def _match_targets(
-    targets: Sequence[Address], known: set[Address], flag: str
-) -> set[Address]:
+def _match_targets(targets: Sequence[Address], known: set[Address], flag: str) -> set[Address]:
     selected: set[Address] = set()
     for target in targets:
         hits = {a for a in known if a == target or (target.index is None and a.base == target)}
@@ -352,9 +352,13 @@ def plan_changes(
             hourly_before = observed.hourly_price
         replace_reasons: list[str] = []
         replace_paths: list[str] = []
-        status = observed.status if observed is not None else Status(prior.status) if prior.status in (
-            s.value for s in Status
-        ) else Status.UNKNOWN
+        status = (
+            observed.status
+            if observed is not None
+            else Status(prior.status)
+            if prior.status in (s.value for s in Status)
+            else Status.UNKNOWN
+        )
         if status is Status.ERROR:
             if res.on_failure == "replace":
                 replace_reasons.append("instance is in error state (on_failure: replace)")
@@ -418,8 +422,9 @@ def plan_changes(
             provider=prior.provider,
             before=prior.attributes,
             after=None,
-            reasons=("already gone outside reconciler",) if gone else
-            (("destroy requested",) if opts.destroy else ("not in the configuration",)),
+            reasons=("already gone outside reconciler",)
+            if gone
+            else (("destroy requested",) if opts.destroy else ("not in the configuration",)),
             depends_on=tuple(Address.parse(d) for d in prior.depends_on),
             id=prior.id,
             hourly_before=prior.hourly_price or 0.0,
@@ -438,8 +443,8 @@ def plan_changes(
 
     for address, change in changes.items():
         if change.action in (Action.DELETE, Action.REPLACE):
-            res = resources.get(address)
-            if res is not None and res.lifecycle.prevent_destroy:
+            declared = resources.get(address)
+            if declared is not None and declared.lifecycle.prevent_destroy:
                 verb = "destroy" if change.action is Action.DELETE else "replace"
                 raise PlanError(
                     f"{address} has lifecycle.prevent_destroy set, but the plan would {verb} it "
@@ -508,7 +513,11 @@ def _restrict_to_targets(
         node = stack.pop()
         for dependent in dependents.get(node, ()):
             change = changes.get(dependent)
-            if dependent not in keep and change is not None and change.action in (Action.DELETE, Action.REPLACE):
+            if (
+                dependent not in keep
+                and change is not None
+                and change.action in (Action.DELETE, Action.REPLACE)
+            ):
                 keep.add(dependent)
                 stack.append(dependent)
     return {a: c for a, c in changes.items() if a in keep}

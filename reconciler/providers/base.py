@@ -17,6 +17,7 @@ the marker removed from `name` and `tags` so live attributes compare cleanly wit
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -90,7 +91,7 @@ class Provider(Protocol):
 
     async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None: ...
 
-    async def offerings(self) -> list[Offering]: ...
+    async def offerings(self) -> builtins.list[Offering]: ...
 
     async def aclose(self) -> None: ...
 

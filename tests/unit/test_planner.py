@@ -32,7 +32,9 @@ def key_res() -> Resource:
 
 
 def vol_res(size: int = 100) -> Resource:
-    return Resource(VOL, "shadeform", {"name": "data", "cloud": "lambdalabs", "region": "us-1", "size_gb": size})
+    return Resource(
+        VOL, "shadeform", {"name": "data", "cloud": "lambdalabs", "region": "us-1", "size_gb": size}
+    )
 
 
 def inst_res(**overrides: object) -> Resource:
@@ -76,9 +78,16 @@ def live_of(doc: StateDocument, status: Status = Status.ACTIVE, drop: tuple[Addr
         if address in drop:
             continue
         resources[(res.provider, address.kind)][res.id] = LiveResource(
-            provider=res.provider, kind=address.kind, id=res.id, name=address.name, status=status, marker=res.marker
+            provider=res.provider,
+            kind=address.kind,
+            id=res.id,
+            name=address.name,
+            status=status,
+            marker=res.marker,
         )
-    return LiveView(resources=resources, updatable={("shadeform", Kind.INSTANCE): frozenset({"name", "tags"})})
+    return LiveView(
+        resources=resources, updatable={("shadeform", Kind.INSTANCE): frozenset({"name", "tags"})}
+    )
 
 
 def actions(plan) -> dict[str, Action]:  # type: ignore[no-untyped-def]
@@ -124,7 +133,9 @@ def test_changed_attribute_forces_replacement_and_names_it() -> None:
 def test_name_change_on_shadeform_instance_is_an_update_in_place() -> None:
     res = desired(key_res(), vol_res(), inst_res())
     doc = state_of(res)
-    plan = plan_changes(desired(key_res(), vol_res(), inst_res(attributes={"name": "renamed"})), doc, live_of(doc))
+    plan = plan_changes(
+        desired(key_res(), vol_res(), inst_res(attributes={"name": "renamed"})), doc, live_of(doc)
+    )
     assert actions(plan)[str(INST)] is Action.UPDATE
 
 
@@ -182,9 +193,31 @@ def test_instance_in_error_is_replaced_or_kept_per_on_failure() -> None:
 
 
 OFFERS = [
-    Offering("forward", "spot_coff_a", "H100", 8, 24.0, "us-east-1", "shadeform", True, {"offering_id": "spot_coff_a"}),
-    Offering("forward", "spot_coff_b", "H100", 8, 20.0, "us-west-1", "lambda", True, {"offering_id": "spot_coff_b"}),
-    Offering("forward", "spot_coff_c", "H100", 8, 10.0, "us-west-1", "lambda", False, {"offering_id": "spot_coff_c"}),
+    Offering(
+        "forward",
+        "spot_coff_a",
+        "H100",
+        8,
+        24.0,
+        "us-east-1",
+        "shadeform",
+        True,
+        {"offering_id": "spot_coff_a"},
+    ),
+    Offering(
+        "forward", "spot_coff_b", "H100", 8, 20.0, "us-west-1", "lambda", True, {"offering_id": "spot_coff_b"}
+    ),
+    Offering(
+        "forward",
+        "spot_coff_c",
+        "H100",
+        8,
+        10.0,
+        "us-west-1",
+        "lambda",
+        False,
+        {"offering_id": "spot_coff_c"},
+    ),
 ]
 
 
@@ -212,11 +245,24 @@ def test_pinned_offering_does_not_churn_when_prices_change() -> None:
     change = first.changes[0]
     doc = StateDocument()
     doc.resources[str(change.address)] = ResourceState(
-        provider="forward", kind="instances", id="spot_inst_1", attributes=change.after or {}, hourly_price=20.0
+        provider="forward",
+        kind="instances",
+        id="spot_inst_1",
+        attributes=change.after or {},
+        hourly_price=20.0,
     )
-    cheaper = [*OFFERS, Offering("forward", "spot_coff_d", "H100", 8, 5.0, "eu", "x", True, {"offering_id": "spot_coff_d"})]
+    cheaper = [
+        *OFFERS,
+        Offering("forward", "spot_coff_d", "H100", 8, 5.0, "eu", "x", True, {"offering_id": "spot_coff_d"}),
+    ]
     live = LiveView(
-        resources={("forward", Kind.INSTANCE): {"spot_inst_1": LiveResource("forward", Kind.INSTANCE, "spot_inst_1", "worker-0", Status.ACTIVE)}},
+        resources={
+            ("forward", Kind.INSTANCE): {
+                "spot_inst_1": LiveResource(
+                    "forward", Kind.INSTANCE, "spot_inst_1", "worker-0", Status.ACTIVE
+                )
+            }
+        },
         offerings={"forward": cheaper},
     )
     assert actions(plan_changes(res, doc, live))["instances.worker[0]"] is Action.NOOP
@@ -231,11 +277,15 @@ def test_no_matching_offering_is_a_clear_error() -> None:
 
 
 def test_sensitive_value_is_compared_by_digest_and_never_stored() -> None:
-    secret = Resource(INST, "shadeform", {"name": "t", "envs": {"TOKEN": "hunter2"}}, sensitive=("envs.TOKEN",))
+    secret = Resource(
+        INST, "shadeform", {"name": "t", "envs": {"TOKEN": "hunter2"}}, sensitive=("envs.TOKEN",)
+    )
     doc = state_of(desired(secret))
     assert "hunter2" not in doc.to_json_text()
     assert actions(plan_changes(desired(secret), doc, live_of(doc)))[str(INST)] is Action.NOOP
-    rotated = Resource(INST, "shadeform", {"name": "t", "envs": {"TOKEN": "hunter3"}}, sensitive=("envs.TOKEN",))
+    rotated = Resource(
+        INST, "shadeform", {"name": "t", "envs": {"TOKEN": "hunter3"}}, sensitive=("envs.TOKEN",)
+    )
     plan = plan_changes(desired(rotated), doc, live_of(doc))
     assert plan.changes[0].action is Action.REPLACE and plan.changes[0].replace_paths == ("envs",)
 
@@ -250,20 +300,30 @@ def test_create_before_destroy_spreads_to_replaced_dependencies() -> None:
 
 
 def test_target_limits_the_plan_to_the_target_and_its_dependencies() -> None:
-    other = Resource(Address(Kind.SSH_KEY, "other"), "shadeform", {"name": "other", "public_key": "ssh-ed25519 B"})
+    other = Resource(
+        Address(Kind.SSH_KEY, "other"), "shadeform", {"name": "other", "public_key": "ssh-ed25519 B"}
+    )
     res = desired(key_res(), vol_res(), inst_res(), other)
     plan = plan_changes(res, StateDocument(), LiveView(), PlanOptions(targets=(INST,)))
     assert set(actions(plan)) == {str(KEY), str(VOL), str(INST)}
     with pytest.raises(PlanError, match="did you mean instances.trainer"):
-        plan_changes(res, StateDocument(), LiveView(), PlanOptions(targets=(Address(Kind.INSTANCE, "trainr"),)))
+        plan_changes(
+            res, StateDocument(), LiveView(), PlanOptions(targets=(Address(Kind.INSTANCE, "trainr"),))
+        )
 
 
 def pending_doc(started: datetime) -> StateDocument:
     doc = StateDocument(serial=5)
     doc.pending.append(
         PendingOperation(
-            op="create", address=str(KEY), provider="shadeform", kind="ssh_keys", marker="rc-abc-123",
-            name="deploy", started_at=started.isoformat(), attributes={"name": "deploy"},
+            op="create",
+            address=str(KEY),
+            provider="shadeform",
+            kind="ssh_keys",
+            marker="rc-abc-123",
+            name="deploy",
+            started_at=started.isoformat(),
+            attributes={"name": "deploy"},
         )
     )
     return doc
@@ -272,8 +332,15 @@ def pending_doc(started: datetime) -> StateDocument:
 def test_pending_create_is_adopted_when_its_marker_is_live() -> None:
     now = datetime.now(UTC)
     doc = pending_doc(now)
-    live = LiveView(resources={("shadeform", Kind.SSH_KEY): {
-        "k1": LiveResource("shadeform", Kind.SSH_KEY, "k1", "deploy", Status.ACTIVE, marker="rc-abc-123")}})
+    live = LiveView(
+        resources={
+            ("shadeform", Kind.SSH_KEY): {
+                "k1": LiveResource(
+                    "shadeform", Kind.SSH_KEY, "k1", "deploy", Status.ACTIVE, marker="rc-abc-123"
+                )
+            }
+        }
+    )
     resolved = resolve_pending(doc, live, now)
     assert resolved.state.resources[str(KEY)].id == "k1"
     assert resolved.state.pending == [] and "adopted k1" in resolved.notes[0]
@@ -292,9 +359,17 @@ def test_pending_create_with_nothing_live_is_dropped_once_lists_are_consistent()
 def test_orphans_carry_this_states_marker_but_are_not_in_state() -> None:
     doc = StateDocument()
     marker = f"rc-{doc.lineage.replace('-', '')[:8]}-abcdef"
-    live = LiveView(resources={("shadeform", Kind.INSTANCE): {
-        "i9": LiveResource("shadeform", Kind.INSTANCE, "i9", "lost", Status.ACTIVE, marker=marker, hourly_price=2.0),
-        "i8": LiveResource("shadeform", Kind.INSTANCE, "i8", "someone-elses", Status.ACTIVE, marker="rc-ffffffff-1"),
-    }})
+    live = LiveView(
+        resources={
+            ("shadeform", Kind.INSTANCE): {
+                "i9": LiveResource(
+                    "shadeform", Kind.INSTANCE, "i9", "lost", Status.ACTIVE, marker=marker, hourly_price=2.0
+                ),
+                "i8": LiveResource(
+                    "shadeform", Kind.INSTANCE, "i8", "someone-elses", Status.ACTIVE, marker="rc-ffffffff-1"
+                ),
+            }
+        }
+    )
     plan = plan_changes({}, doc, live)
     assert [o.id for o in plan.orphans] == ["i9"]
