@@ -641,6 +641,12 @@ def main() -> NoReturn:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure still gets one clear line
+        if session.debug:
+            raise
+        click.echo(session.scrub(f"Error: unexpected {type(exc).__name__}: {exc}"), err=True)
+        click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
+        sys.exit(EXIT_ERROR)
     sys.exit(0)
 
 

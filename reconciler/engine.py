@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ import httpx
 
 from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
 from reconciler.config import Config
-from reconciler.errors import StateError
+from reconciler.errors import ReconcilerError, StateError
 from reconciler.model import Address, Kind, LiveResource, Offering, Plan
 from reconciler.planner import (
     LiveView,
@@ -76,9 +77,46 @@ def providers_in_use(config: Config, doc: StateDocument) -> dict[str, ProviderSe
     return settings
 
 
+def embedded_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The embedded emulator's knobs, from RECONCILER_EMULATOR_* environment variables.
+
+    BOOT_SECONDS, DELETE_SECONDS, LIST_LAG_SECONDS, LATENCY_MS, FAULTS (the emulator's fault
+    spec) and SEED; tests and demos use them to make the in-process cloud misbehave.
+    """
+    numbers = {
+        "BOOT_SECONDS": "boot_seconds",
+        "DELETE_SECONDS": "delete_seconds",
+        "LIST_LAG_SECONDS": "list_lag_seconds",
+    }
+    options: dict[str, Any] = {}
+    for suffix, name in numbers.items():
+        raw = environ.get(f"RECONCILER_EMULATOR_{suffix}")
+        if raw:
+            options[name] = _env_number(f"RECONCILER_EMULATOR_{suffix}", raw)
+    if raw := environ.get("RECONCILER_EMULATOR_LATENCY_MS"):
+        options["latency_seconds"] = _env_number("RECONCILER_EMULATOR_LATENCY_MS", raw) / 1000
+    if raw := environ.get("RECONCILER_EMULATOR_SEED"):
+        options["seed"] = int(_env_number("RECONCILER_EMULATOR_SEED", raw))
+    if raw := environ.get("RECONCILER_EMULATOR_FAULTS"):
+        from reconciler.emulator.faults import FaultConfig, FaultSpecError
+
+        try:
+            options["faults"] = FaultConfig.parse(raw, options.get("seed", 0))
+        except FaultSpecError as exc:
+            raise ReconcilerError(f"RECONCILER_EMULATOR_FAULTS: {exc}") from None
+    return options
+
+
+def _env_number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ReconcilerError(f"environment variable {name}={raw!r} is not a number") from None
+
+
 @contextlib.asynccontextmanager
 async def open_providers(
-    settings: Mapping[str, ProviderSettings], sandbox: Path, boot_seconds: float | None = None
+    settings: Mapping[str, ProviderSettings], sandbox: Path, environ: Mapping[str, str] | None = None
 ) -> AsyncIterator[dict[str, Provider]]:
     """Clients for each provider; embedded ones share one in-process emulator world."""
     providers: dict[str, Provider] = {}
@@ -86,7 +124,7 @@ async def open_providers(
     if any(s.embedded for s in settings.values()):
         from reconciler.emulator.embedded import EmbeddedCloud
 
-        cloud_cm = EmbeddedCloud(sandbox, boot_seconds=boot_seconds)
+        cloud_cm = EmbeddedCloud(sandbox, **embedded_options(os.environ if environ is None else environ))
     with cloud_cm as cloud:
         try:
             for name, s in settings.items():
