@@ -8,9 +8,10 @@ Documented endpoints (shared seeds): `GET /spot/compute/offerings`,
 Assumed endpoints, which the reference excerpt does not list, following its REST
 conventions (as the seeds' README prescribes): `DELETE /spot/instances/{id}`,
 `POST /spot/volumes/` with `{"name", "size_gb", "region", "provider"?}`,
-`DELETE /spot/volumes/{id}`, `POST /spot/ssh-keys/` with `{"name", "public_key"}`,
-`DELETE /spot/ssh-keys/{id}` and `GET /spot/ssh-keys/{id}`. The excerpt does not show
-the auth scheme either: the key goes in `Authorization: Bearer <key>` (`AUTH_HEADER`).
+`DELETE /spot/volumes/{id}`, `POST /spot/ssh-keys/` with `{"name", "public_key"}` and
+`DELETE /spot/ssh-keys/{id}`. There is no single-key read, so `get` of an SSH key
+filters the (cached) key list. The excerpt does not show the auth scheme either: the key
+goes in `Authorization: Bearer <key>` (`AUTH_HEADER`).
 
 Lists are served from a cache and may lag writes; `get` asks for fresh data with
 `?refresh=true`. `list_consistency_seconds` is the caller's setting, except that against
@@ -72,8 +73,7 @@ _ITEM = {
     Kind.VOLUME: "/spot/volumes/{id}",
     Kind.SSH_KEY: "/spot/ssh-keys/{id}",
 }
-_CAPACITY_TYPES = ("capacity", "insufficient_capacity", "out_of_capacity", "no_capacity")
-_CAPACITY_WORDS = ("capacity", "out of stock", "sold out", "not available", "unavailable")
+_CAPACITY_WORDS = ("capacity", "out of stock", "sold out")
 
 
 def status_from_api(value: Any) -> Status:
@@ -82,11 +82,13 @@ def status_from_api(value: Any) -> Status:
 
 
 def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
-    """A sold-out offering: a capacity error type, or a provider/validation error saying so."""
+    """A sold-out offering. The API has no capacity error type: it answers `provider_error`
+    (the upstream provider refused) with a message saying there is no capacity."""
     if status in (401, 403, 404, 429):
         return False
-    if (body.type or "").lower() in _CAPACITY_TYPES:
-        return True
+    error_type = (body.type or "").lower()
+    if error_type not in ("", "provider_error"):
+        return False
     return any(word in body.message.lower() for word in _CAPACITY_WORDS)
 
 
@@ -145,7 +147,10 @@ class ForwardProvider:
         return [r for r in live if r.status is not Status.DELETED]
 
     async def get(self, kind: Kind, id: str) -> LiveResource | None:
-        """A fresh read (`?refresh=true`), bypassing the list cache."""
+        """A fresh read (`?refresh=true`), bypassing the list cache; SSH keys have no
+        single read, so theirs comes from the list."""
+        if kind is Kind.SSH_KEY:
+            return next((key for key in await self.list(kind) if key.id == id), None)
         try:
             item = await self.api.request("GET", _ITEM[kind], ids={"id": id}, params={"refresh": "true"})
         except NotFoundError:

@@ -256,7 +256,7 @@ def parse_decimal(value: Any) -> float | None:
         return None
 
 
-_IN_USE_WORDS = ("mount", "in use", "attached", "default")
+_IN_USE_WORDS = ("mount", "in use", "attached")
 
 
 def in_use_error(error: ProviderError, kind: Kind, id: str) -> ProviderError | None:

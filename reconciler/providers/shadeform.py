@@ -86,7 +86,8 @@ _ROUTES: dict[Kind, dict[str, str]] = {
 _LIST_FIELD = {Kind.INSTANCE: "instances", Kind.VOLUME: "volumes", Kind.SSH_KEY: "ssh_keys"}
 _DOCKER_FIELDS = ("image", "args", "port_mappings", "volume_mounts", "shared_memory_in_gb")
 _INSTANCE_PASSTHROUGH = ("os", "rental_type", "auto_delete", "alert")
-_CAPACITY_WORDS = ("capacity", "out of stock", "sold out", "not available", "unavailable")
+_CAPACITY_CODES = ("NO_CAPACITY",)
+_CAPACITY_WORDS = ("capacity", "out of stock", "sold out")
 
 
 def status_from_api(value: Any) -> Status:
@@ -95,11 +96,13 @@ def status_from_api(value: Any) -> Status:
 
 
 def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
-    """Shadeform reports a sold-out type as a client error whose type or message says so."""
-    text = f"{body.type or ''} {body.message}".lower()
-    return (
-        400 <= status < 600 and status not in (401, 403, 404, 429) and any(w in text for w in _CAPACITY_WORDS)
-    )
+    """A sold-out type: the `NO_CAPACITY` code, or (for an answer without a code) a message
+    saying so. A coded answer is trusted, so a validation error mentioning capacity is not one."""
+    if status in (401, 403, 404, 429):
+        return False
+    if body.type:
+        return body.type.upper() in _CAPACITY_CODES
+    return any(word in body.message.lower() for word in _CAPACITY_WORDS)
 
 
 def marker_tag(marker: str) -> str:

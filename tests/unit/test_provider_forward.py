@@ -221,6 +221,16 @@ async def test_get_asks_for_fresh_data_and_maps_404_to_none() -> None:
     assert provider.calls == {"GET /spot/instances/{id}": 1, "GET /spot/volumes/{id}": 1}
 
 
+async def test_get_of_an_ssh_key_reads_the_list_as_there_is_no_single_read() -> None:
+    key = {"id": "spot_sshk_1", "name": "laptop", "public_key": "ssh-ed25519 AAA", "provider": "shadeform"}
+    api = FakeForward({"GET /spot/ssh-keys/": httpx.Response(200, json=listing([key], "/v1/spot/ssh-keys"))})
+    provider = make_provider(api)
+    found = await provider.get(Kind.SSH_KEY, "spot_sshk_1")
+    assert found is not None and found.name == "laptop"
+    assert await provider.get(Kind.SSH_KEY, "spot_sshk_2") is None
+    assert provider.calls == {"GET /spot/ssh-keys/": 2}
+
+
 async def test_create_instance_body_and_live_answer() -> None:
     def create(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)

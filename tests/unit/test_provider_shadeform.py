@@ -425,6 +425,26 @@ async def test_capacity_refusal_is_a_capacity_error() -> None:
         await make_provider(api).create(Kind.INSTANCE, spec, MARKER)
 
 
+async def test_capacity_is_read_from_the_error_code_when_there_is_one() -> None:
+    answers = iter(
+        [
+            httpx.Response(409, json={"error": "A6000 sold in canada-1 is gone", "code": "NO_CAPACITY"}),
+            httpx.Response(
+                400, json={"error": "runpod sells no spot capacity in x", "code": "INVALID_REQUEST"}
+            ),
+        ]
+    )
+    api = FakeShadeform({"POST /instances/create": lambda r: next(answers)})
+    provider = make_provider(api)
+    spec = {"name": "a", "cloud": "c", "region": "r", "shade_instance_type": "A6000"}
+    with pytest.raises(CapacityError) as sold_out:
+        await provider.create(Kind.INSTANCE, spec, MARKER)
+    assert sold_out.value.error_type == "NO_CAPACITY" and sold_out.value.status == 409
+    with pytest.raises(ProviderError) as invalid:
+        await provider.create(Kind.INSTANCE, spec, MARKER)
+    assert type(invalid.value) is ProviderError and invalid.value.error_type == "INVALID_REQUEST"
+
+
 # --- delete and update ------------------------------------------------------------
 
 
@@ -450,6 +470,26 @@ async def test_deleting_a_mounted_volume_is_a_clear_retryable_error() -> None:
         await provider.delete(Kind.VOLUME, "v-1")
     assert info.value.retryable and "still in use" in str(info.value) and "mounted" in str(info.value)
     assert provider.calls == {"POST /volumes/{id}/delete": 1}  # the caller decides when to retry
+
+
+async def test_deleting_the_default_key_is_not_retryable() -> None:
+    api = FakeShadeform(
+        {
+            "POST /sshkeys/k-1/delete": httpx.Response(
+                409, json={"error": "ssh key k-1 is the account's default key", "code": "KEY_IS_DEFAULT"}
+            ),
+            "POST /sshkeys/k-2/delete": httpx.Response(
+                409, json={"error": "ssh key k-2 is in use by instance i-1", "code": "KEY_IN_USE"}
+            ),
+        }
+    )
+    provider = make_provider(api)
+    with pytest.raises(ProviderError) as default:
+        await provider.delete(Kind.SSH_KEY, "k-1")
+    assert not default.value.retryable and default.value.error_type == "KEY_IS_DEFAULT"
+    with pytest.raises(ProviderError) as in_use:
+        await provider.delete(Kind.SSH_KEY, "k-2")
+    assert in_use.value.retryable
 
 
 async def test_delete_retries_server_errors() -> None:
