@@ -85,8 +85,8 @@ CapacityTest = Callable[[int, ApiErrorBody], bool]
 class TokenBucket:
     """Paces requests to one API at `rate` per second, bursting up to one second's worth.
 
-    Adapts like TCP (AIMD): a 429 halves the rate (never below 1/s, or the configured rate
-    if that is lower) and empties the bucket; each success then adds back a twentieth of
+    Adapts like TCP (AIMD): a 429 halves the rate (at most once per second, never below
+    1/s or the configured rate if that is lower) and empties the bucket; each success then adds back a twentieth of
     the configured rate until it is reached again. The clock and sleep are injectable so
     tests run on a fake clock.
     """
@@ -109,6 +109,7 @@ class TokenBucket:
         self._sleep = sleep
         self._tokens = self._capacity
         self._updated = clock()
+        self._last_throttle: float | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -135,9 +136,16 @@ class TokenBucket:
             self._tokens -= 1.0
 
     def throttled(self) -> None:
-        """The API answered 429: halve the pace and drop the saved-up burst."""
+        """The API answered 429: halve the pace and drop the saved-up burst.
+
+        429s that arrive together (answers to requests sent in one burst) are one signal:
+        the pace is halved at most once per second.
+        """
         self._refill()
-        self._rate = max(self.min_rate, self._rate / 2)
+        now = self._clock()
+        if self._last_throttle is None or now - self._last_throttle >= 1.0:
+            self._rate = max(self.min_rate, self._rate / 2)
+            self._last_throttle = now
         self._tokens = min(self._tokens, 0.0)
 
     def succeeded(self) -> None:

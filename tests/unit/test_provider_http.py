@@ -126,6 +126,7 @@ async def test_bucket_halves_on_throttle_with_a_floor_and_recovers_gradually() -
     bucket.throttled()
     assert bucket.rate == 4.0
     for _ in range(5):
+        clock.now += 1.0
         bucket.throttled()
     assert bucket.rate == 1.0  # floor 1/s
     bucket.succeeded()
@@ -133,6 +134,17 @@ async def test_bucket_halves_on_throttle_with_a_floor_and_recovers_gradually() -
     for _ in range(100):
         bucket.succeeded()
     assert bucket.rate == 8.0
+
+
+async def test_a_burst_of_429s_halves_the_rate_once() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(8.0, clock=clock, sleep=clock.sleep)
+    for _ in range(6):
+        bucket.throttled()
+    assert bucket.rate == 4.0
+    clock.now += 1.0
+    bucket.throttled()
+    assert bucket.rate == 2.0
 
 
 async def test_bucket_throttle_drops_the_saved_burst() -> None:
