@@ -547,7 +547,8 @@ class Applier:
         after = change.after or {}
         before = change.before or {}
         masked = mask_sensitive(after, change.sensitive, self.doc.lineage)
-        updates = {k: after.get(k) for k in set(after) | set(before) if masked.get(k) != before.get(k)}
+        allowed = provider.updatable(change.address.kind)
+        updates = {k: after.get(k) for k in allowed if masked.get(k) != before.get(k)}
         async with self._slots:
             await provider.update(change.address.kind, change.id, updates, change.marker or "")
         address = str(change.address)

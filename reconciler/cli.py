@@ -9,13 +9,15 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from reconciler import engine
 from reconciler.applier import ApplyOptions, ApplyResult
@@ -26,6 +28,8 @@ from reconciler.model import Address, Plan
 from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 from reconciler.planner import PlanOptions
 from reconciler.render import (
+    format_hourly,
+    make_apply_observer,
     plan_events,
     plan_summary_markdown,
     plan_to_json,
@@ -38,6 +42,7 @@ from reconciler.state.model import StateDocument
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+T = TypeVar("T")
 
 
 def parse_duration(text: str) -> float:
@@ -48,9 +53,19 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
+def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{flag} {item!r}: expected NAME=VALUE")
+        result[name.strip()] = value
+    return result
+
+
 @dataclass
 class Session:
-    """What the flags of one invocation ask for; passed to every command."""
+    """Per-invocation settings every command shares, and the secrets output must never show."""
 
     debug: bool = False
     no_color: bool = False
@@ -61,142 +76,122 @@ class Session:
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
-            if secret and len(secret) >= 4:
+            if len(secret) >= 4:
                 text = text.replace(secret, "(sensitive)")
         return text
 
 
-pass_session = click.make_pass_decorator(Session, ensure=True)
+@dataclass
+class Location:
+    """Where the configuration and its state are, as the common flags say."""
+
+    session: Session
+    path: Path
+    state_path: Path | None
+    cli_vars: dict[str, str]
+    var_files: tuple[Path, ...]
+    backend_config: dict[str, str]
+    lock_timeout: float
+    _config: Config | None = None
+    _backend: StateBackend | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.path, cli_vars=self.cli_vars, var_files=self.var_files)
+            self.session.secrets |= set(self._config.secrets)
+        return self._config
+
+    @property
+    def backend(self) -> StateBackend:
+        if self._backend is None:
+            self._backend = engine.open_backend(self.config, self.state_path, self.backend_config)
+        return self._backend
+
+    @property
+    def sandbox(self) -> Path:
+        return engine.sandbox_path_for(self.config, self.backend)
+
+    def read_existing_state(self) -> StateDocument:
+        if not self.backend.exists():
+            raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
+        return self.backend.read()
 
 
-def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "-f",
-            "--file",
-            "path",
-            type=click.Path(path_type=Path),
-            default=Path("."),
-            show_default=True,
-            help="Config file or directory of *.yaml.",
-        ),
-        click.option(
-            "--state",
-            "state_path",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="State file (default: state/<config-name>.json beside the config).",
-        ),
-        click.option("--var", "cli_vars", multiple=True, metavar="NAME=VALUE", help="Set a variable."),
-        click.option(
-            "--var-file",
-            "var_files",
-            multiple=True,
-            type=click.Path(path_type=Path),
-            help="YAML file of variable values.",
-        ),
-        click.option(
-            "--lock-timeout",
-            default="0s",
-            show_default=True,
-            help="How long to wait for the state lock (e.g. 60s).",
-        ),
-        click.option("--no-color", is_flag=True, help="No colours in output."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-f/--state/--var/--var-file/--backend-config/--lock-timeout/--no-color, as one `loc` argument."""
 
+    @click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+                  help="Config file, or directory of *.yaml.")
+    @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None,
+                  help="Local state file (default: state/<config-name>.json beside the config).")
+    @click.option("--var", "cli_vars", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
+    @click.option("--var-file", "var_files", multiple=True, type=click.Path(path_type=Path),
+                  help="YAML file of variable values.")
+    @click.option("--backend-config", "backend_config", multiple=True, metavar="KEY=VALUE",
+                  help="Override a backend setting: type, path, url, schema, stack.")
+    @click.option("--lock-timeout", default="0s", show_default=True,
+                  help="How long to wait for the state lock (e.g. 60s).")
+    @click.option("--no-color", is_flag=True, help="No colours in output.")
+    @click.pass_obj
+    def wrapper(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
+                var_files: tuple[Path, ...], backend_config: tuple[str, ...], lock_timeout: str, no_color: bool,
+                **kwargs: Any) -> Any:
+        session.no_color = session.no_color or no_color
+        loc = Location(session, path, state_path, _pairs(cli_vars, "--var"), tuple(var_files),
+                       _pairs(backend_config, "--backend-config"), parse_duration(lock_timeout))
+        return func(loc, **kwargs)
 
-def _vars(items: tuple[str, ...]) -> dict[str, str]:
-    result = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"--var {item!r}: expected NAME=VALUE")
-        result[name.strip()] = value
-    return result
-
-
-def _load(session: Session, path: Path, cli_vars: tuple[str, ...], var_files: tuple[str, ...]) -> Config:
-    config = load_config(path, cli_vars=_vars(cli_vars), var_files=[Path(v) for v in var_files])
-    session.secrets |= set(config.secrets)
-    return config
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--no-color", is_flag=True, help="No colours in output.")
 @click.version_option(package_name="reconciler")
-@pass_session
-def cli(session: Session, debug: bool) -> None:
+@click.pass_obj
+def cli(session: Session, debug: bool, no_color: bool) -> None:
     """Declarative GPU infrastructure for Shadeform and Forward Compute."""
     session.debug = debug
+    session.no_color = no_color
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _with_providers(loc: Location, doc: StateDocument,
+                          work: Callable[[dict[str, Any]], Coroutine[Any, Any, T]]) -> T:
+    settings = engine.providers_in_use(loc.config, doc)
+    async with engine.open_providers(settings, loc.sandbox) as providers:
+        return await work(providers)
+
+
+# ----------------------------------------------------------------------------- validate, plan
 
 
 @cli.command()
-@config_options
-@pass_session
-def validate(
-    session: Session,
-    path: Path,
-    state_path: Path | None,
-    cli_vars: tuple[str, ...],
-    var_files: tuple[str, ...],
-    lock_timeout: str,
-    no_color: bool,
-) -> None:
+@location_options
+def validate(loc: Location) -> None:
     """Check the configuration; no API call, no state access."""
-    session.no_color = no_color
-    config = _load(session, path, cli_vars, var_files)
-    session.console().print(
-        f"Success! The configuration is valid: {len(config.resources)} resources in "
-        f"{len(config.files)} file(s)."
-    )
-
-
-def _plan_options(
-    destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool
-) -> PlanOptions:
-    def parse(items: tuple[str, ...], flag: str) -> tuple[Address, ...]:
-        out = []
-        for item in items:
-            try:
-                out.append(Address.parse(item))
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint=flag) from None
-        return tuple(out)
-
-    return PlanOptions(
-        destroy=destroy,
-        targets=parse(targets, "--target"),
-        replace=parse(replace, "--replace"),
-        reselect=reselect,
+    config = loc.config
+    loc.session.console().print(
+        f"Success! The configuration is valid: {len(config.resources)} resources in {len(config.files)} file(s)."
     )
 
 
 def plan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option(
-            "--target",
-            "targets",
-            multiple=True,
-            metavar="ADDRESS",
-            help="Limit to this resource and what it depends on.",
-        ),
-        click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Force replacement."),
-        click.option(
-            "--reselect",
-            is_flag=True,
-            help="Pick the cheapest offering again for requirement-based instances.",
-        ),
-        click.option(
-            "--refresh",
-            "refresh_live",
-            type=click.BOOL,
-            default=True,
-            show_default=True,
-            help="Read live resources before planning (--refresh=false to skip).",
-        ),
+        click.option("--target", "targets", multiple=True, metavar="ADDRESS",
+                     help="Limit to this resource and what it depends on (repeatable)."),
+        click.option("--replace", "replace", multiple=True, metavar="ADDRESS",
+                     help="Force replacement of this resource (repeatable)."),
+        click.option("--reselect", is_flag=True,
+                     help="Pick the cheapest offering again for requirement-based instances."),
+        click.option("--refresh", "refresh_live", type=click.BOOL, default=True, show_default=True,
+                     help="Read live resources first (--refresh=false to skip)."),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines)."),
     ]
     for option in reversed(options):
@@ -204,84 +199,72 @@ def plan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-@dataclass
-class Workspace:
-    config: Config
-    backend: StateBackend
-    sandbox: Path
+def _addresses(items: tuple[str, ...], flag: str) -> tuple[Address, ...]:
+    out = []
+    for item in items:
+        try:
+            out.append(Address.parse(item))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=flag) from None
+    return tuple(out)
 
 
-def _workspace(
-    session: Session,
-    path: Path,
-    state_path: Path | None,
-    cli_vars: tuple[str, ...],
-    var_files: tuple[str, ...],
-) -> Workspace:
-    config = _load(session, path, cli_vars, var_files)
-    backend = engine.open_backend(config, state_path)
-    return Workspace(config, backend, engine.sandbox_path_for(config, backend))
+def _plan_options(destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool) -> PlanOptions:
+    return PlanOptions(destroy=destroy, targets=_addresses(targets, "--target"),
+                       replace=_addresses(replace, "--replace"), reselect=reselect)
 
 
 def _print_plan(session: Session, plan: Plan, as_json: bool) -> None:
-    console = session.console()
     if as_json:
         for event in plan_events(plan):
             click.echo(session.scrub(json.dumps(event)))
     else:
-        render_plan(plan, console)
+        render_plan(plan, session.console())
+
+
+def _print_notes(session: Session, title: str, notes: tuple[str, ...]) -> None:
+    console = session.console()
+    if not notes:
+        console.print(f"{title}: none.")
+        return
+    console.print(f"{title}:")
+    for note in notes:
+        console.print(f"  - {note}", markup=False)
 
 
 @cli.command()
-@config_options
+@location_options
 @plan_flags
-@click.option(
-    "-out", "--out", "out", type=click.Path(path_type=Path), default=None, help="Save the plan to a file."
-)
+@click.option("-out", "--out", "out", type=click.Path(path_type=Path), default=None, help="Save the plan to a file.")
 @click.option("--destroy", is_flag=True, help="Plan to destroy everything in state.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-@pass_session
-def plan(
-    session: Session,
-    path: Path,
-    state_path: Path | None,
-    cli_vars: tuple[str, ...],
-    var_files: tuple[str, ...],
-    lock_timeout: str,
-    no_color: bool,
-    targets: tuple[str, ...],
-    replace: tuple[str, ...],
-    reselect: bool,
-    refresh_live: bool,
-    as_json: bool,
-    out: Path | None,
-    destroy: bool,
-    detailed_exitcode: bool,
-) -> None:
-    """Show what apply would change."""
-    session.no_color = no_color
-    ws = _workspace(session, path, state_path, cli_vars, var_files)
+@click.option("--refresh-only", is_flag=True, help="Only show what changed outside reconciler.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error.")
+def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool, refresh_live: bool,
+         as_json: bool, out: Path | None, destroy: bool, refresh_only: bool, detailed_exitcode: bool) -> None:
+    """Show what apply would change, and what it costs."""
     options = _plan_options(destroy, targets, replace, reselect)
-    with ws.backend.lock("plan", parse_duration(lock_timeout)):
-        doc = ws.backend.read()
-        outcome = _run(_plan_async(ws, doc, options, refresh_live))
-    _print_plan(session, outcome.plan, as_json)
+    with loc.backend.lock("plan", loc.lock_timeout):
+        doc = loc.backend.read()
+        if refresh_only:
+            _, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
+            _print_notes(loc.session, "Changes outside reconciler", drift)
+            if detailed_exitcode and drift:
+                raise SystemExit(EXIT_CHANGES)
+            return
+        outcome = _run(_with_providers(
+            loc, doc, lambda p: engine.make_plan(p, loc.config, doc, options, refresh_live=refresh_live)))
+    _print_plan(loc.session, outcome.plan, as_json)
     if out is not None:
-        write_plan_file(out, outcome.plan, ws.config.name)
+        write_plan_file(out, outcome.plan, loc.config.name)
         if not as_json:
-            session.console().print(
+            loc.session.console().print(
                 f"\nSaved the plan to: {out}\nTo perform exactly these actions, run: reconciler apply {out}"
             )
     if detailed_exitcode and outcome.plan.has_changes:
         raise SystemExit(EXIT_CHANGES)
 
 
-async def _plan_async(
-    ws: Workspace, doc: StateDocument, options: PlanOptions, refresh_live: bool
-) -> engine.PlanOutcome:
-    settings = engine.providers_in_use(ws.config, doc)
-    async with engine.open_providers(settings, ws.sandbox) as providers:
-        return await engine.make_plan(providers, ws.config, doc, options, refresh_live=refresh_live)
+# ----------------------------------------------------------------------------- apply, destroy
 
 
 def _confirm(session: Session, auto_approve: bool, what: str) -> None:
@@ -300,37 +283,15 @@ def _confirm(session: Session, auto_approve: bool, what: str) -> None:
         raise SystemExit(EXIT_ERROR)
 
 
-def _apply_options(parallelism: int, create_timeout: str, poll: float | None, embedded: bool) -> ApplyOptions:
-    return ApplyOptions(
-        parallelism=parallelism,
-        create_timeout=parse_duration(create_timeout),
-        poll_interval=poll if poll is not None else (0.25 if embedded else 5.0),
-    )
-
-
 def apply_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation."),
-        click.option(
-            "--parallelism",
-            default=10,
-            show_default=True,
-            type=click.IntRange(1, 1000),
-            help="How many API operations run at once.",
-        ),
-        click.option(
-            "--create-timeout",
-            default="15m",
-            show_default=True,
-            help="How long an instance may take to become active.",
-        ),
-        click.option(
-            "--poll-interval",
-            "poll",
-            type=float,
-            default=None,
-            help="Seconds between status polls (default 0.25 embedded, 5 otherwise).",
-        ),
+        click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 1000),
+                     help="How many API operations run at once."),
+        click.option("--create-timeout", default="15m", show_default=True,
+                     help="How long an instance may take to become active."),
+        click.option("--poll-interval", "poll", type=float, default=None,
+                     help="Seconds between status polls (default 0.25 embedded, 5 otherwise)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -338,18 +299,17 @@ def apply_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def _interruptible(session: Session, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """First SIGINT/SIGTERM: stop scheduling and finish what runs. Second: exit now."""
+def _interruptible(session: Session, stop: asyncio.Event) -> Iterator[None]:
+    """First SIGINT/SIGTERM: stop scheduling and let running calls finish. Second: exit now."""
+    loop = asyncio.get_running_loop()
     console = session.console(stderr=True)
-    hits = {"n": 0}
+    hits = [0]
 
     def handler() -> None:
-        hits["n"] += 1
-        if hits["n"] == 1:
-            console.print(
-                "\nInterrupt received: no new operations start; waiting for running ones "
-                "(interrupt again to exit now; state on disk stays valid)."
-            )
+        hits[0] += 1
+        if hits[0] == 1:
+            console.print("\nInterrupt received: no new operations start; waiting for running ones "
+                          "(interrupt again to exit at once; state on disk stays valid).")
             stop.set()
         else:
             os._exit(130)
@@ -366,183 +326,100 @@ def _interruptible(session: Session, stop: asyncio.Event, loop: asyncio.Abstract
             loop.remove_signal_handler(sig)
 
 
-def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
+@dataclass(frozen=True)
+class ApplyRequest:
+    options: PlanOptions
+    refresh_live: bool
+    auto_approve: bool
+    as_json: bool
+    parallelism: int
+    create_timeout: float
+    poll: float | None
+    saved: Plan | None
+    what: str
+
+    def apply_options(self, embedded: bool) -> ApplyOptions:
+        return ApplyOptions(
+            parallelism=self.parallelism,
+            create_timeout=self.create_timeout,
+            poll_interval=self.poll if self.poll is not None else (0.25 if embedded else 5.0),
+        )
 
 
-async def _apply_async(
-    session: Session,
-    ws: Workspace,
-    doc: StateDocument,
-    options: PlanOptions,
-    refresh_live: bool,
-    apply_options: Callable[[bool], ApplyOptions],
-    auto_approve: bool,
-    as_json: bool,
-    saved: Plan | None,
-    what: str,
-) -> ApplyResult | None:
-    from reconciler.render import make_apply_observer
-
-    settings = engine.providers_in_use(ws.config, doc)
+async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> ApplyResult | None:
+    session = loc.session
+    settings = engine.providers_in_use(loc.config, doc)
     embedded = any(s.embedded for s in settings.values())
-    async with engine.open_providers(settings, ws.sandbox) as providers:
-        if saved is not None:
-            engine.check_saved_plan(saved, doc)
-            outcome = await engine.make_plan(providers, ws.config, doc, options, refresh_live=True)
-            plan, doc = saved, outcome.state
+    async with engine.open_providers(settings, loc.sandbox) as providers:
+        if req.saved is not None:
+            engine.check_saved_plan(req.saved, doc)
+            outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=True)
+            plan, doc = req.saved, outcome.state
         else:
-            outcome = await engine.make_plan(providers, ws.config, doc, options, refresh_live=refresh_live)
+            outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=req.refresh_live)
             plan, doc = outcome.plan, outcome.state
-            _print_plan(session, plan, as_json)
+            _print_plan(session, plan, req.as_json)
             if not plan.has_changes and not outcome.settled:
                 return None
             if plan.has_changes:
-                _confirm(session, auto_approve, what)
+                _confirm(session, req.auto_approve, req.what)
         stop = asyncio.Event()
-        observer = make_apply_observer(session.console(), as_json)
-        with _interruptible(session, stop, asyncio.get_running_loop()):
-            result = await engine.apply_plan(
-                plan, doc, ws.backend, providers, apply_options(embedded), observer, stop
-            )
+        observer = make_apply_observer(session.console(), req.as_json)
+        with _interruptible(session, stop):
+            result = await engine.apply_plan(plan, doc, loc.backend, providers, req.apply_options(embedded),
+                                             observer, stop)
         observer.summary(result)
         return result
 
 
-def _apply_command(
-    session: Session,
-    ws: Workspace,
-    options: PlanOptions,
-    refresh_live: bool,
-    apply_options: Callable[[bool], ApplyOptions],
-    auto_approve: bool,
-    as_json: bool,
-    lock_timeout: str,
-    saved: Plan | None,
-    what: str,
-) -> None:
-    with ws.backend.lock("apply" if not options.destroy else "destroy", parse_duration(lock_timeout)):
-        doc = ws.backend.read()
-        result = _run(
-            _apply_async(
-                session, ws, doc, options, refresh_live, apply_options, auto_approve, as_json, saved, what
-            )
-        )
+def _apply_command(loc: Location, req: ApplyRequest) -> None:
+    with loc.backend.lock(req.what, loc.lock_timeout):
+        doc = loc.backend.read()
+        result = _run(_apply_async(loc, doc, req))
     if result is not None and not result.ok:
         raise SystemExit(EXIT_ERROR)
 
 
 @cli.command()
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
-@config_options
+@location_options
 @plan_flags
 @apply_flags
-@pass_session
-def apply(
-    session: Session,
-    plan_file: Path | None,
-    path: Path,
-    state_path: Path | None,
-    cli_vars: tuple[str, ...],
-    var_files: tuple[str, ...],
-    lock_timeout: str,
-    no_color: bool,
-    targets: tuple[str, ...],
-    replace: tuple[str, ...],
-    reselect: bool,
-    refresh_live: bool,
-    as_json: bool,
-    auto_approve: bool,
-    parallelism: int,
-    create_timeout: str,
-    poll: float | None,
-) -> None:
-    """Make the infrastructure match the configuration (or run a saved plan)."""
-    session.no_color = no_color
-    ws = _workspace(session, path, state_path, cli_vars, var_files)
+def apply(loc: Location, plan_file: Path | None, targets: tuple[str, ...], replace: tuple[str, ...],
+          reselect: bool, refresh_live: bool, as_json: bool, auto_approve: bool, parallelism: int,
+          create_timeout: str, poll: float | None) -> None:
+    """Make the infrastructure match the configuration, or run a saved plan exactly."""
     saved = None
     if plan_file is not None:
         plan_obj, plan_config = read_plan_file(plan_file)
-        saved = restore_secrets(plan_obj, ws.config.resources, ws.config.name, plan_config)
-    options = _plan_options(False, targets, replace, reselect)
-    _apply_command(
-        session,
-        ws,
-        options,
-        refresh_live,
-        lambda embedded: _apply_options(parallelism, create_timeout, poll, embedded),
-        auto_approve or saved is not None,
-        as_json,
-        lock_timeout,
-        saved,
-        "apply",
-    )
+        saved = restore_secrets(plan_obj, loc.config.resources, loc.config.name, plan_config)
+    _apply_command(loc, ApplyRequest(
+        _plan_options(False, targets, replace, reselect), refresh_live, auto_approve or saved is not None, as_json,
+        parallelism, parse_duration(create_timeout), poll, saved, "apply"))
 
 
 @cli.command()
-@config_options
+@location_options
 @plan_flags
 @apply_flags
-@pass_session
-def destroy(
-    session: Session,
-    path: Path,
-    state_path: Path | None,
-    cli_vars: tuple[str, ...],
-    var_files: tuple[str, ...],
-    lock_timeout: str,
-    no_color: bool,
-    targets: tuple[str, ...],
-    replace: tuple[str, ...],
-    reselect: bool,
-    refresh_live: bool,
-    as_json: bool,
-    auto_approve: bool,
-    parallelism: int,
-    create_timeout: str,
-    poll: float | None,
-) -> None:
-    """Delete everything in state, in reverse dependency order."""
-    session.no_color = no_color
-    ws = _workspace(session, path, state_path, cli_vars, var_files)
-    options = _plan_options(True, targets, (), False)
-    _apply_command(
-        session,
-        ws,
-        options,
-        refresh_live,
-        lambda embedded: _apply_options(parallelism, create_timeout, poll, embedded),
-        auto_approve,
-        as_json,
-        lock_timeout,
-        None,
-        "destroy",
-    )
+def destroy(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool, refresh_live: bool,
+            as_json: bool, auto_approve: bool, parallelism: int, create_timeout: str, poll: float | None) -> None:
+    """Delete everything in state (or the --target ones), dependents first."""
+    _apply_command(loc, ApplyRequest(
+        _plan_options(True, targets, (), False), refresh_live, auto_approve, as_json, parallelism,
+        parse_duration(create_timeout), poll, None, "destroy"))
+
+
+# ----------------------------------------------------------------------------- show, graph, schema
 
 
 @cli.command()
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "-json", "--json", "as_json", is_flag=True, help="Terraform plan JSON (for a plan file) or state JSON."
-)
-@click.option(
-    "-summary", "--summary", "summary", is_flag=True, help="Markdown summary of a plan file (PR comment)."
-)
-@click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True)
-@click.option("--state", "state_path", type=click.Path(path_type=Path), default=None)
-@click.option("--no-color", is_flag=True)
-@pass_session
-def show(
-    session: Session,
-    plan_file: Path | None,
-    as_json: bool,
-    summary: bool,
-    path: Path,
-    state_path: Path | None,
-    no_color: bool,
-) -> None:
+@click.option("-json", "--json", "as_json", is_flag=True, help="Terraform-shaped plan JSON, or the state JSON.")
+@click.option("-summary", "--summary", "summary", is_flag=True, help="Markdown summary of a plan (PR comment).")
+@location_options
+def show(loc: Location, plan_file: Path | None, as_json: bool, summary: bool) -> None:
     """Show the state as a table, or a saved plan."""
-    session.no_color = no_color
     if plan_file is not None:
         plan_obj, _ = read_plan_file(plan_file)
         if summary:
@@ -550,37 +427,20 @@ def show(
         elif as_json:
             click.echo(json.dumps(plan_to_json(plan_obj), indent=2))
         else:
-            render_plan(plan_obj, session.console())
+            render_plan(plan_obj, loc.session.console())
         return
-    doc = _read_state(session, path, state_path)
+    doc = loc.read_existing_state()
     if as_json:
-        click.echo(doc.to_json_text())
+        click.echo(doc.to_json_text(), nl=False)
     else:
-        render_state_table(doc, session.console())
-
-
-def _read_state(session: Session, path: Path, state_path: Path | None) -> StateDocument:
-    ws = _workspace(session, path, state_path, (), ())
-    if not ws.backend.exists():
-        raise StateError(f"no state at {ws.backend.description}", hint="run `reconciler apply` first")
-    return ws.backend.read()
+        render_state_table(doc, loc.session.console())
 
 
 @cli.command()
-@config_options
-@pass_session
-def graph(
-    session: Session,
-    path: Path,
-    state_path: Path | None,
-    cli_vars: tuple[str, ...],
-    var_files: tuple[str, ...],
-    lock_timeout: str,
-    no_color: bool,
-) -> None:
-    """Print the dependency graph as DOT."""
-    config = _load(session, path, cli_vars, var_files)
-    click.echo(DependencyGraph({a: r.depends_on for a, r in config.resources.items()}).to_dot())
+@location_options
+def graph(loc: Location) -> None:
+    """Print the dependency graph as DOT (pipe to `dot -Tsvg`)."""
+    click.echo(DependencyGraph({a: r.depends_on for a, r in loc.config.resources.items()}).to_dot(), nl=False)
 
 
 @cli.command()
@@ -589,16 +449,86 @@ def schema() -> None:
     click.echo(json.dumps(config_json_schema(), indent=2))
 
 
+# ----------------------------------------------------------------------------- refresh, import, offerings
+
+
+@cli.command()
+@location_options
+def refresh(loc: Location) -> None:
+    """Update state from what runs now (records drift; changes no resource)."""
+    with loc.backend.lock("refresh", loc.lock_timeout):
+        doc = loc.backend.read()
+        new, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
+        _print_notes(loc.session, "Changes outside reconciler", drift)
+        if new != doc:
+            new.serial = doc.serial + 1
+            loc.backend.write(new)
+            loc.session.console().print(f"State updated (serial {new.serial}).")
+
+
+@cli.command("import")
+@click.argument("address")
+@click.argument("id")
+@location_options
+def import_(loc: Location, address: str, id: str) -> None:
+    """Adopt an existing object (ID) as ADDRESS, which the configuration declares."""
+    target = _addresses((address,), "ADDRESS")[0]
+    with loc.backend.lock("import", loc.lock_timeout):
+        doc = loc.backend.read()
+        new = _run(_with_providers(loc, doc, lambda p: engine.import_resource(p, loc.config, doc, target, id)))
+        new.serial = doc.serial + 1
+        loc.backend.write(new)
+    loc.session.console().print(f"Imported {id} as {target}. Run `reconciler plan` to see how it differs.")
+
+
+@cli.command()
+@location_options
+@click.option("--provider", "providers", multiple=True, help="Only this provider (repeatable).")
+@click.option("--gpu", "gpu_type", default=None, help="GPU type, e.g. H100.")
+@click.option("--num-gpus", type=int, default=None)
+@click.option("--max-price", type=float, default=None, help="Highest $/h for the whole instance.")
+@click.option("--region", default=None)
+@click.option("--available", is_flag=True, help="Only offerings with capacity now.")
+@click.option("--json", "as_json", is_flag=True)
+def offerings(loc: Location, providers: tuple[str, ...], gpu_type: str | None, num_gpus: int | None,
+              max_price: float | None, region: str | None, available: bool, as_json: bool) -> None:
+    """Instance types and offerings of every provider, cheapest first, with $/h and $/GPU-h."""
+    found = _run(engine.list_offerings(loc.config, loc.sandbox, set(providers)))
+    rows = [
+        o for o in found
+        if (gpu_type is None or o.gpu_type.lower() == gpu_type.lower())
+        and (num_gpus is None or o.num_gpus == num_gpus)
+        and (max_price is None or o.hourly_price <= max_price)
+        and (region is None or o.region == region)
+        and (not available or o.available)
+    ]
+    rows.sort(key=lambda o: (o.hourly_price, o.provider, o.id))
+    if as_json:
+        click.echo(json.dumps([
+            {"provider": o.provider, "id": o.id, "cloud": o.cloud, "region": o.region, "gpu_type": o.gpu_type,
+             "num_gpus": o.num_gpus, "hourly_price": o.hourly_price, "price_per_gpu_hour": o.price_per_gpu_hour,
+             "available": o.available, "pin": o.pin} for o in rows], indent=2))
+        return
+    table = Table(title=f"{len(rows)} offerings")
+    for column in ("provider", "cloud", "region", "gpu", "gpus", "$/h", "$/GPU-h", "available", "pin"):
+        table.add_column(column, justify="right" if column in ("gpus", "$/h", "$/GPU-h") else "left")
+    for o in rows:
+        pin = " ".join(f"{k}={v}" for k, v in o.pin.items())
+        table.add_row(o.provider, o.cloud, o.region, o.gpu_type, str(o.num_gpus), format_hourly(o.hourly_price),
+                      format_hourly(o.price_per_gpu_hour), "yes" if o.available else "no", pin)
+    loc.session.console().print(table)
+
+
+# ----------------------------------------------------------------------------- locks and state
+
+
 @cli.command("force-unlock")
 @click.argument("lock_id")
-@click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True)
-@click.option("--state", "state_path", type=click.Path(path_type=Path), default=None)
-@pass_session
-def force_unlock(session: Session, lock_id: str, path: Path, state_path: Path | None) -> None:
+@location_options
+def force_unlock(loc: Location, lock_id: str) -> None:
     """Break a state lock left by a run that died."""
-    ws = _workspace(session, path, state_path, (), ())
-    ws.backend.force_unlock(lock_id)
-    session.console().print(f"Lock {lock_id} released.")
+    loc.backend.force_unlock(lock_id)
+    loc.session.console().print(f"Lock {lock_id} released.")
 
 
 @cli.group()
@@ -607,14 +537,158 @@ def state() -> None:
 
 
 @state.command("list")
-@click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True)
-@click.option("--state", "state_path", type=click.Path(path_type=Path), default=None)
-@pass_session
-def state_list(session: Session, path: Path, state_path: Path | None) -> None:
+@location_options
+def state_list(loc: Location) -> None:
     """List the addresses in state."""
-    doc = _read_state(session, path, state_path)
+    doc = loc.read_existing_state()
     for address in sorted(doc.resources, key=lambda a: Address.parse(a).sort_key()):
         click.echo(address)
+
+
+@state.command("show")
+@click.argument("address")
+@location_options
+def state_show(loc: Location, address: str) -> None:
+    """Show one resource's state entry."""
+    doc = loc.read_existing_state()
+    entry = doc.resources.get(str(_addresses((address,), "ADDRESS")[0]))
+    if entry is None:
+        raise StateError(f"{address} is not in state", hint="`reconciler state list` shows what is")
+    click.echo(json.dumps({"address": address, **entry.model_dump(mode="json")}, indent=2))
+
+
+def _edit_state(loc: Location, operation: str, edit: Callable[[StateDocument], str]) -> None:
+    with loc.backend.lock(operation, loc.lock_timeout):
+        doc = loc.read_existing_state()
+        new = doc.model_copy(deep=True)
+        message = edit(new)
+        new.serial = doc.serial + 1
+        loc.backend.write(new)
+    loc.session.console().print(message)
+
+
+@state.command("rm")
+@click.argument("addresses", nargs=-1, required=True)
+@location_options
+def state_rm(loc: Location, addresses: tuple[str, ...]) -> None:
+    """Forget resources without deleting them (they keep running and billing)."""
+    targets = [str(a) for a in _addresses(addresses, "ADDRESS")]
+
+    def edit(doc: StateDocument) -> str:
+        for address in targets:
+            if address not in doc.resources:
+                raise StateError(f"{address} is not in state", hint="`reconciler state list` shows what is")
+        ids = [f"{a} ({doc.resources.pop(a).id})" for a in targets]
+        return "Removed from state (still running at the provider): " + ", ".join(ids)
+
+    _edit_state(loc, "state rm", edit)
+
+
+@state.command("mv")
+@click.argument("source")
+@click.argument("destination")
+@location_options
+def state_mv(loc: Location, source: str, destination: str) -> None:
+    """Rename a resource's address without replacing it."""
+    old, new_address = (str(a) for a in _addresses((source, destination), "ADDRESS"))
+    if Address.parse(old).kind != Address.parse(new_address).kind:
+        raise StateError(f"cannot move {old} to {new_address}: the kinds differ")
+
+    def edit(doc: StateDocument) -> str:
+        if old not in doc.resources:
+            raise StateError(f"{old} is not in state", hint="`reconciler state list` shows what is")
+        if new_address in doc.resources:
+            raise StateError(f"{new_address} is already in state")
+        doc.resources[new_address] = doc.resources.pop(old)
+        for res in doc.resources.values():
+            res.depends_on = [new_address if d == old else d for d in res.depends_on]
+            for key in ("ssh_key",):
+                if res.attributes.get(key) == old:
+                    res.attributes[key] = new_address
+            if isinstance(res.attributes.get("volumes"), list):
+                res.attributes["volumes"] = [new_address if v == old else v for v in res.attributes["volumes"]]
+        return f"Moved {old} to {new_address}."
+
+    _edit_state(loc, "state mv", edit)
+
+
+@state.command("pull")
+@location_options
+def state_pull(loc: Location) -> None:
+    """Print the current state document (e.g. `state pull > backup.json`)."""
+    click.echo(loc.read_existing_state().to_json_text(), nl=False)
+
+
+@state.command("push")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Write even if the lineage differs or the serial is not newer.")
+@location_options
+def state_push(loc: Location, file: Path, force: bool) -> None:
+    """Replace the stored state with FILE (refused unless it is the same lineage and newer)."""
+    pushed = StateDocument.from_json_text(file.read_text(encoding="utf-8"), str(file))
+    with loc.backend.lock("state push", loc.lock_timeout):
+        current = loc.backend.read()
+        exists = loc.backend.exists()
+        if exists and not force:
+            if pushed.lineage != current.lineage:
+                raise StateError(
+                    f"{file} has lineage {pushed.lineage}, the stored state {current.lineage}",
+                    hint="it is another state's history; pass --force only if you mean to replace it",
+                )
+            if pushed.serial <= current.serial:
+                raise StateError(
+                    f"{file} has serial {pushed.serial}, not newer than the stored {current.serial}",
+                    hint="pull the current state and edit that, or pass --force",
+                )
+        engine.overwrite_state(loc.backend, pushed, current if exists else None)
+    loc.session.console().print(f"Pushed {file} to {loc.backend.description}.")
+
+
+@state.command("history")
+@click.option("--limit", default=20, show_default=True)
+@location_options
+def state_history(loc: Location, limit: int) -> None:
+    """Every version of the state written (PostgreSQL backend)."""
+    history = getattr(loc.backend, "history", None)
+    if history is None:
+        raise StateError(
+            "the local backend keeps only the previous version (the .backup file)",
+            hint="use the PostgreSQL backend for full history",
+        )
+    table = Table()
+    for column in ("serial", "lineage", "written_at", "written_by"):
+        table.add_column(column)
+    for row in history(limit):
+        table.add_row(str(row["serial"]), str(row["lineage"]), str(row["written_at"]), str(row["written_by"]))
+    loc.session.console().print(table)
+
+
+@state.command("migrate")
+@click.option("--to", "to_type", type=click.Choice(["local", "postgres"]), required=True)
+@click.option("--to-config", "to_config", multiple=True, metavar="KEY=VALUE",
+              help="Destination backend settings (url, schema, stack, path); default: the config's backend.")
+@location_options
+def state_migrate(loc: Location, to_type: str, to_config: tuple[str, ...]) -> None:
+    """Copy the state into another backend without loss (same lineage and serial)."""
+    destination_settings = {**_pairs(to_config, "--to-config"), "type": to_type}
+    destination = engine.open_backend(loc.config, None, destination_settings)
+    if destination.description == loc.backend.description:
+        raise StateError("source and destination are the same backend")
+    with loc.backend.lock("state migrate", loc.lock_timeout), destination.lock("state migrate", loc.lock_timeout):
+        doc = loc.read_existing_state()
+        if destination.exists():
+            raise StateError(
+                f"{destination.description} already holds a state",
+                hint="migrate into an empty stack, or `state push --force` if you mean to overwrite it",
+            )
+        engine.overwrite_state(destination, doc, None)
+    loc.session.console().print(
+        f"Migrated {len(doc.resources)} resources (serial {doc.serial}) to {destination.description}.\n"
+        "Point the configuration's backend at it, then `reconciler plan` should show no changes."
+    )
+
+
+# ----------------------------------------------------------------------------- entry point
 
 
 def main() -> NoReturn:
@@ -623,8 +697,7 @@ def main() -> NoReturn:
     try:
         cli.main(args=sys.argv[1:], prog_name="reconciler", standalone_mode=False, obj=session)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
-        sys.exit(code)
+        sys.exit(exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_ERROR)
@@ -633,8 +706,6 @@ def main() -> NoReturn:
         sys.exit(EXIT_ERROR)
     except ReconcilerError as exc:
         if session.debug:
-            import traceback
-
             traceback.print_exc()
         click.echo(session.scrub(f"Error: {exc}"), err=True)
         sys.exit(EXIT_ERROR)
@@ -650,10 +721,10 @@ def main() -> NoReturn:
     sys.exit(0)
 
 
-def register_emulator() -> None:
+def _register_emulator() -> None:
     from reconciler.emulator.cli import emulator
 
     cli.add_command(emulator)
 
 
-register_emulator()
+_register_emulator()

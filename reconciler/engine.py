@@ -25,8 +25,10 @@ from reconciler.model import Address, Kind, LiveResource, Offering, Plan
 from reconciler.planner import (
     LiveView,
     PlanOptions,
+    imported_resource,
     plan_changes,
     providers_needing_offerings,
+    refresh_state,
     resolve_pending,
 )
 from reconciler.providers import make_provider
@@ -43,28 +45,51 @@ def default_state_path(config: Config) -> Path:
     return config.root / "state" / f"{config.name}.json"
 
 
-def open_backend(config: Config, state_path: Path | None = None) -> StateBackend:
-    """The state backend the configuration (or --state) names."""
-    backend = config.backend
-    if state_path is not None or backend is None or backend.type == "local":
-        path = state_path or (
-            Path(backend.path) if backend is not None and backend.path else default_state_path(config)
-        )
-        if not path.is_absolute() and state_path is None:
-            path = config.root / path
-        return LocalStateBackend(path)
+BACKEND_CONFIG_KEYS = ("type", "path", "url", "schema", "stack")
+
+
+def open_backend(
+    config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
+) -> StateBackend:
+    """The state backend the configuration names, with --state / --backend-config applied."""
+    settings = {
+        "type": "local",
+        "path": None,
+        "url": None,
+        "schema": "reconciler",
+        "stack": None,
+        **({k: getattr(config.backend, k) for k in BACKEND_CONFIG_KEYS} if config.backend else {}),
+    }
+    for key, value in (overrides or {}).items():
+        if key not in BACKEND_CONFIG_KEYS:
+            raise ReconcilerError(
+                f"--backend-config {key}: unknown setting", hint=f"known: {', '.join(BACKEND_CONFIG_KEYS)}"
+            )
+        settings[key] = value
+    if state_path is not None:
+        return LocalStateBackend(state_path)
+    if settings["type"] == "local":
+        path = Path(settings["path"]) if settings["path"] else default_state_path(config)
+        return LocalStateBackend(path if path.is_absolute() else config.root / path)
+    if settings["type"] != "postgres":
+        raise ReconcilerError(f"backend type {settings['type']!r} is not known", hint="use local or postgres")
     from reconciler.state.postgres import PostgresStateBackend
 
-    if not backend.url:
-        raise StateError("backend type postgres needs a url (backend.url)")
-    return PostgresStateBackend(backend.url, stack=backend.stack or config.name, schema=backend.schema)
+    if not settings["url"]:
+        raise StateError(
+            "backend type postgres needs a url",
+            hint="set backend.url (e.g. ${env:RECONCILER_PG_URL}) or pass --backend-config url=...",
+        )
+    return PostgresStateBackend(
+        str(settings["url"]), stack=str(settings["stack"] or config.name), schema=str(settings["schema"])
+    )
 
 
 def sandbox_path_for(config: Config, backend: StateBackend) -> Path:
     """The embedded emulator's world lives beside the state so separate runs share one cloud."""
     if isinstance(backend, LocalStateBackend):
         return backend.path.with_name(backend.path.name.removesuffix(".json") + ".sandbox.json")
-    stack = config.backend.stack if config.backend and config.backend.stack else config.name
+    stack = getattr(backend, "stack", None) or config.name
     return config.root / "state" / f"{stack}.sandbox.json"
 
 
@@ -176,7 +201,7 @@ async def refresh(
 
     async def volume_prices(provider: str) -> dict[tuple[str, str, str | None], float]:
         prices: dict[tuple[str, str, str | None], float] = {}
-        for offer in await providers[provider].volume_offerings():  # type: ignore[attr-defined]
+        for offer in await providers[provider].volume_offerings():
             prices[(provider, offer.region, offer.cloud)] = offer.price_per_gb_hour
             prices.setdefault((provider, offer.region, None), offer.price_per_gb_hour)
         return prices
@@ -297,3 +322,57 @@ def check_saved_plan(plan: Plan, doc: StateDocument) -> None:
             f"the saved plan is stale: made from state serial {plan.state_serial}, state is now at {doc.serial}",
             hint="the state changed since the plan was made; run plan again",
         )
+
+
+async def refresh_only(
+    providers: Mapping[str, Provider], config: Config, doc: StateDocument
+) -> tuple[StateDocument, tuple[str, ...]]:
+    """State brought up to date with live (pending operations settled first); no resource changes."""
+    live = await refresh(providers, config, doc, with_offerings=False)
+    doc, live, settled = await settle_pending(providers, config, doc, live)
+    refreshed, drift = refresh_state(doc, live)
+    return refreshed, settled + drift
+
+
+async def import_resource(
+    providers: Mapping[str, Provider], config: Config, doc: StateDocument, address: Address, id: str
+) -> StateDocument:
+    """Adopt an existing object into state under an address the configuration declares."""
+    res = config.resources.get(address)
+    if res is None:
+        raise ReconcilerError(
+            f"import {address}: the configuration does not declare it",
+            hint="add the resource to the YAML first, then import it",
+        )
+    if str(address) in doc.resources:
+        raise ReconcilerError(
+            f"import {address}: already in state as {doc.resources[str(address)].id}",
+            hint=f"forget it first with `reconciler state rm {address}` if you mean to replace the mapping",
+        )
+    tracked = {r.id: k for k, r in doc.resources.items()}
+    if id in tracked:
+        raise ReconcilerError(f"import {address}: {id} is already tracked as {tracked[id]}")
+    observed = await providers[res.provider].get(address.kind, id)
+    if observed is None or observed.status.value in ("deleted", "deleting"):
+        raise ReconcilerError(f"import {address}: {res.provider} has no live {address.kind.singular} {id}")
+    new = doc.model_copy(deep=True)
+    new.resources[str(address)] = imported_resource(res, observed, doc.lineage)
+    return new
+
+
+def overwrite_state(backend: StateBackend, doc: StateDocument, current: StateDocument | None) -> None:
+    """Store `doc` as the next version (state push / migrate); serials never go backwards."""
+    if current is None:
+        backend.write(doc.model_copy(update={"serial": max(doc.serial, 1)}))
+        return
+    stored = doc.model_copy(update={"serial": max(doc.serial, current.serial + 1)})
+    backend.write(stored, force=stored.lineage != current.lineage or stored.serial != current.serial + 1)
+
+
+async def list_offerings(config: Config, sandbox: Path, only: set[str]) -> list[Offering]:
+    """Every provider's offerings (the configured ones, or both with default settings)."""
+    names = sorted(only or set(config.providers) or {"shadeform", "forward"})
+    settings = {name: config.providers.get(name) or ProviderSettings(name=name) for name in names}
+    async with open_providers(settings, sandbox) as providers:
+        found = await asyncio.gather(*(p.offerings() for p in providers.values()))
+    return [o for group in found for o in group]

@@ -149,6 +149,23 @@ class Offering:
 
 
 @dataclass(frozen=True)
+class VolumeOffering:
+    """A volume type a provider sells in a region, used to price volumes.
+
+    `id` is the API's offering id where it has one (Forward) and `"{cloud}:{region}"`
+    otherwise (Shadeform).
+    """
+
+    provider: str
+    id: str
+    cloud: str
+    region: str
+    price_per_gb_hour: float
+    fixed_size: bool = False
+    supports_multi_mount: bool = False
+
+
+@dataclass(frozen=True)
 class LiveResource:
     """A resource as the provider reports it now.
 

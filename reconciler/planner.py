@@ -572,3 +572,60 @@ def providers_needing_offerings(
             if prior is None or prior.hourly_price is None or prior.attributes != res.attributes:
                 volume_providers.add(res.provider)
     return instance_providers, volume_providers
+
+
+def refresh_state(doc: StateDocument, live: LiveView) -> tuple[StateDocument, tuple[str, ...]]:
+    """State updated from live: drifted attributes taken over, objects gone forgotten.
+
+    This is `reconciler refresh` (and what `plan --refresh-only` shows): it records what
+    happened outside reconciler without changing any resource.
+    """
+    new = doc.model_copy(deep=True)
+    notes: list[str] = []
+    for key, prior in doc.resources.items():
+        address = Address.parse(key)
+        if not live.refreshed(prior.provider, address.kind):
+            continue
+        observed = live.lookup(prior.provider, address.kind, prior.id)
+        if observed is None or observed.status is Status.DELETED:
+            del new.resources[key]
+            notes.append(f"{key}: {prior.id} was deleted outside reconciler; removed from state")
+            continue
+        refreshed = _refreshed_before(prior, observed)
+        for attr in _changed_keys(prior.attributes, refreshed, ()):
+            notes.append(
+                f"{key}: {attr} changed outside reconciler: {prior.attributes.get(attr)!r} -> {refreshed.get(attr)!r}"
+            )
+        updates: dict[str, Any] = {"attributes": refreshed, "status": observed.status.value}
+        if observed.status.value != prior.status:
+            notes.append(f"{key}: status {prior.status} -> {observed.status.value}")
+        if observed.hourly_price is not None:
+            updates["hourly_price"] = observed.hourly_price
+        new.resources[key] = prior.model_copy(update=updates)
+    return new, tuple(notes)
+
+
+PIN_ATTRIBUTES = ("cloud", "region", "shade_instance_type", "offering_id")
+
+
+def imported_resource(res: Resource, observed: LiveResource, lineage: str) -> ResourceState:
+    """The state entry for an existing object adopted with `reconciler import`."""
+    attrs = dict(res.attributes)
+    for key in PIN_ATTRIBUTES:
+        if key not in attrs and key in observed.attributes:
+            attrs[key] = observed.attributes[key]
+    if res.offering is not None:
+        attrs[OFFERING_KEY] = {
+            **res.offering.to_dict(),
+            "selected": observed.attributes.get("offering_id", "imported"),
+        }
+    return ResourceState(
+        provider=res.provider,
+        kind=res.address.kind.value,
+        id=observed.id,
+        attributes=mask_sensitive(attrs, res.sensitive, lineage),
+        depends_on=[str(d) for d in res.depends_on],
+        marker=observed.marker,
+        status=observed.status.value,
+        hourly_price=observed.hourly_price,
+    )

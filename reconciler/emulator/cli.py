@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
@@ -151,11 +153,25 @@ def serve(
             )
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from None
+    runtime = EmulatorRuntime(
+        world, faults=fault_config, latency_seconds=latency_ms / 1000.0, rate_limit=rate_limit
+    )
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        runtime = EmulatorRuntime(
-            world, faults=fault_config, latency_seconds=latency_ms / 1000.0, rate_limit=rate_limit
-        )
         asyncio.run(_serve(build_server_app(world, runtime), host, port))
+    except _Stopped:
+        pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if sandbox is not None:
             sandbox.close()
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM after uvicorn's graceful shutdown: leave normally so the sandbox closes."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # uvicorn shuts down on the signal, then raises it again once its own handlers are gone.
+    raise _Stopped()

@@ -109,7 +109,10 @@ class ShadeformDialect:
     def error_response(self, error: ApiError) -> Response:
         code = error.code or _CODES.get(error.problem) or _SERVER_CODES.get(error.status, "SERVER_ERROR")
         headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after is not None else None
-        return JSONResponse({"error": error.message, "code": code}, status_code=error.status, headers=headers)
+        message = error.message
+        if error.problem is Problem.VALIDATION and error.field and not message.startswith(error.field):
+            message = f"{error.field}: {message}"
+        return JSONResponse({"error": message, "code": code}, status_code=error.status, headers=headers)
 
 
 # ------------------------------------------------------------------ request bodies

@@ -10,9 +10,9 @@ import difflib
 import httpx
 
 from reconciler.errors import ConfigError
+from reconciler.model import VolumeOffering
 from reconciler.providers.base import Provider, ProviderFactory, ProviderSettings
 from reconciler.providers.forward import ForwardProvider
-from reconciler.providers.http import VolumeOffering
 from reconciler.providers.shadeform import ShadeformProvider
 
 PROVIDERS: dict[str, ProviderFactory] = {

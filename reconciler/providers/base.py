@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from reconciler.model import CreatedResource, Kind, LiveResource, Offering
+from reconciler.model import CreatedResource, Kind, LiveResource, Offering, VolumeOffering
 
 EMBEDDED = "embedded"
 MARKER_PREFIX = "rc-"
@@ -92,6 +92,10 @@ class Provider(Protocol):
     async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None: ...
 
     async def offerings(self) -> builtins.list[Offering]: ...
+
+    async def volume_offerings(self) -> builtins.list[VolumeOffering]:
+        """Volume types with their $/GB-hour, to price volumes in plans."""
+        ...
 
     async def aclose(self) -> None: ...
 

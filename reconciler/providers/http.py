@@ -54,23 +54,6 @@ _MAX_MESSAGE_CHARS = 500
 
 
 @dataclass(frozen=True)
-class VolumeOffering:
-    """A volume type a provider sells in a region, used to price volumes.
-
-    `id` is the API's offering id where it has one (Forward) and `"{cloud}:{region}"`
-    otherwise (Shadeform).
-    """
-
-    provider: str
-    id: str
-    cloud: str
-    region: str
-    price_per_gb_hour: float
-    fixed_size: bool = False
-    supports_multi_mount: bool = False
-
-
-@dataclass(frozen=True)
 class ApiErrorBody:
     """What an API said about a failed request, whatever shape its error body had."""
 

@@ -32,14 +32,13 @@ from typing import Any
 import httpx
 
 from reconciler.errors import NotFoundError, ProviderError
-from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status
+from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
 from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
 from reconciler.providers.http import (
     ApiClient,
     ApiErrorBody,
     Clock,
     Sleep,
-    VolumeOffering,
     envs_from_api,
     envs_to_api,
     in_use_error,

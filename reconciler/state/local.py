@@ -98,8 +98,10 @@ class LocalStateBackend:
                 hint="another run changed the state; plan again",
             )
 
-    def write(self, doc: StateDocument) -> None:
-        self._check_cas(doc)
+    def write(self, doc: StateDocument, force: bool = False) -> None:
+        """Atomic replace; `force` (state push --force) skips the serial and lineage check."""
+        if not force:
+            self._check_cas(doc)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = doc.to_json_text().encode("utf-8")
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

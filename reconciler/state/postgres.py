@@ -245,8 +245,11 @@ class PostgresStateBackend:
             return StateDocument()
         return StateDocument.from_json_text(row[0], self._description)
 
-    def write(self, doc: StateDocument) -> None:
-        """Store `doc` if it is the direct successor of the stored version; otherwise store nothing."""
+    def write(self, doc: StateDocument, force: bool = False) -> None:
+        """Store `doc` if it is the direct successor of the stored version; otherwise store nothing.
+
+        `force` (state push --force) skips the serial and lineage check; history keeps both.
+        """
         document = Jsonb(doc.model_dump(mode="json"))
         author = _user_at_host()
         with self._connection("writing state") as connection, connection.transaction():
@@ -273,7 +276,7 @@ class PostgresStateBackend:
                     raise self._concurrent_creation_conflict(connection, doc)
             else:
                 serial, lineage = int(row[0]), str(row[1])
-                if lineage != doc.lineage or serial != doc.serial - 1:
+                if not force and (lineage != doc.lineage or serial != doc.serial - 1):
                     raise self._conflict(doc, serial, lineage)
                 connection.execute(
                     sql.SQL(
