@@ -72,7 +72,10 @@ class Session:
     secrets: set[str] = field(default_factory=set)
 
     def console(self, stderr: bool = False) -> Console:
-        return Console(stderr=stderr, no_color=self.no_color, highlight=False, soft_wrap=True)
+        stream = sys.stderr if stderr else sys.stdout
+        # Logs (CI, pipes) get wide tables instead of 80 columns; COLUMNS still wins.
+        width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+        return Console(stderr=stderr, no_color=self.no_color, highlight=False, soft_wrap=True, width=width)
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
@@ -144,6 +147,8 @@ def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
+    # Options declared on the command itself (below this decorator) belong to it too.
+    wrapper.__click_params__.extend(getattr(func, "__click_params__", []))  # type: ignore[attr-defined]
     return wrapper
 
 
