@@ -115,6 +115,19 @@ class Location:
     def sandbox(self) -> Path:
         return engine.sandbox_path_for(self.config, self.backend)
 
+    @contextlib.contextmanager
+    def locked(self, operation: str) -> Iterator[None]:
+        """Hold the state lock; say so when the previous holder died without releasing it."""
+        with self.backend.lock(operation, self.lock_timeout):
+            stale = getattr(self.backend, "stale_lock", None)
+            if stale is not None:
+                self.session.console(stderr=True).print(
+                    f"Note: a previous run died holding the state lock ({stale.describe()}); "
+                    "the lock was released with it. Pending operations it left are settled now.",
+                    markup=False,
+                )
+            yield
+
     def read_existing_state(self) -> StateDocument:
         if not self.backend.exists():
             raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
@@ -248,7 +261,7 @@ def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], rese
          as_json: bool, out: Path | None, destroy: bool, refresh_only: bool, detailed_exitcode: bool) -> None:
     """Show what apply would change, and what it costs."""
     options = _plan_options(destroy, targets, replace, reselect)
-    with loc.backend.lock("plan", loc.lock_timeout):
+    with loc.locked("plan"):
         doc = loc.backend.read()
         if refresh_only:
             _, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
@@ -378,7 +391,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
 
 
 def _apply_command(loc: Location, req: ApplyRequest) -> None:
-    with loc.backend.lock(req.what, loc.lock_timeout):
+    with loc.locked(req.what):
         doc = loc.backend.read()
         result = _run(_apply_async(loc, doc, req))
     if result is not None and not result.ok:
@@ -461,7 +474,7 @@ def schema() -> None:
 @location_options
 def refresh(loc: Location) -> None:
     """Update state from what runs now (records drift; changes no resource)."""
-    with loc.backend.lock("refresh", loc.lock_timeout):
+    with loc.locked("refresh"):
         doc = loc.backend.read()
         new, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
         _print_notes(loc.session, "Changes outside reconciler", drift)
@@ -478,7 +491,7 @@ def refresh(loc: Location) -> None:
 def import_(loc: Location, address: str, id: str) -> None:
     """Adopt an existing object (ID) as ADDRESS, which the configuration declares."""
     target = _addresses((address,), "ADDRESS")[0]
-    with loc.backend.lock("import", loc.lock_timeout):
+    with loc.locked("import"):
         doc = loc.backend.read()
         new = _run(_with_providers(loc, doc, lambda p: engine.import_resource(p, loc.config, doc, target, id)))
         new.serial = doc.serial + 1
@@ -563,7 +576,7 @@ def state_show(loc: Location, address: str) -> None:
 
 
 def _edit_state(loc: Location, operation: str, edit: Callable[[StateDocument], str]) -> None:
-    with loc.backend.lock(operation, loc.lock_timeout):
+    with loc.locked(operation):
         doc = loc.read_existing_state()
         new = doc.model_copy(deep=True)
         message = edit(new)
@@ -631,7 +644,7 @@ def state_pull(loc: Location) -> None:
 def state_push(loc: Location, file: Path, force: bool) -> None:
     """Replace the stored state with FILE (refused unless it is the same lineage and newer)."""
     pushed = StateDocument.from_json_text(file.read_text(encoding="utf-8"), str(file))
-    with loc.backend.lock("state push", loc.lock_timeout):
+    with loc.locked("state push"):
         current = loc.backend.read()
         exists = loc.backend.exists()
         if exists and not force:
@@ -679,7 +692,7 @@ def state_migrate(loc: Location, to_type: str, to_config: tuple[str, ...]) -> No
     destination = engine.open_backend(loc.config, None, destination_settings)
     if destination.description == loc.backend.description:
         raise StateError("source and destination are the same backend")
-    with loc.backend.lock("state migrate", loc.lock_timeout), destination.lock("state migrate", loc.lock_timeout):
+    with loc.locked("state migrate"), destination.lock("state migrate", loc.lock_timeout):
         doc = loc.read_existing_state()
         if destination.exists():
             raise StateError(
