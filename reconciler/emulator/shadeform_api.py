@@ -8,7 +8,7 @@ Error body (the seeds define none; one shape for every error status):
 
     {"error": "<human message>", "code": "<UPPER_SNAKE_CODE>"}
 
-with codes INVALID_REQUEST (400), UNAUTHORIZED (401), NOT_FOUND (404),
+(a validation message starts with the offending field: `"region: ..."`), with codes INVALID_REQUEST (400), UNAUTHORIZED (401), NOT_FOUND (404),
 METHOD_NOT_ALLOWED (405), NO_CAPACITY (409: type sold out in that region),
 VOLUME_IN_USE (409: volume mounted by another instance), VOLUME_MOUNTED (409: delete
 refused while mounted), KEY_IN_USE / KEY_IS_DEFAULT (409: key delete refused),
