@@ -1,0 +1,163 @@
+"""The applier and engine against the emulator in-process, faults switched on per test."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from reconciler import engine
+from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.config import load_config
+from reconciler.emulator.embedded import EmbeddedCloud
+from reconciler.errors import ProviderError
+from reconciler.model import Action, Kind
+from reconciler.planner import PlanOptions
+from reconciler.state.local import LocalStateBackend
+from reconciler.state.model import StateDocument
+
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcUIS47SFVib3yJlqOwvcrX5PH+CxglMj9MWWZzgI2a ci@example"
+
+CONFIG = f"""
+ssh_keys:
+  - {{name: deploy, provider: shadeform, public_key: "{PUBLIC_KEY}"}}
+  - {{name: fwd, provider: forward, public_key: "{PUBLIC_KEY}"}}
+volumes:
+  - {{name: data, provider: shadeform, cloud: lambdalabs, region: us-east-1, size_gb: 100}}
+instances:
+  - name: trainer
+    provider: shadeform
+    cloud: lambdalabs
+    region: us-east-1
+    shade_instance_type: A6000
+    ssh_key: deploy
+    volumes: [data]
+  - name: worker
+    provider: forward
+    count: 2
+    ssh_key: fwd
+    offering: {{gpu_type: A100, num_gpus: 1}}
+"""
+
+FAST = {"RECONCILER_EMULATOR_BOOT_SECONDS": "0.05", "RECONCILER_EMULATOR_DELETE_SECONDS": "0.05"}
+
+
+class Run:
+    def __init__(self, tmp_path: Path, text: str = CONFIG) -> None:
+        (tmp_path / "main.yaml").write_text(text)
+        self.config = load_config(tmp_path / "main.yaml")
+        self.backend = LocalStateBackend(tmp_path / "state" / "main.json")
+        self.sandbox = tmp_path / "state" / "main.sandbox.json"
+
+    async def plan_and_apply(self, faults: str = "", options: PlanOptions | None = None) -> ApplyResult:
+        doc = self.backend.read()
+        env = {**FAST, "RECONCILER_EMULATOR_FAULTS": faults} if faults else FAST
+        settings = engine.providers_in_use(self.config, doc)
+        async with engine.open_providers(settings, self.sandbox, env) as providers:
+            outcome = await engine.make_plan(providers, self.config, doc, options or PlanOptions())
+            return await engine.apply_plan(
+                outcome.plan, outcome.state, self.backend, providers, ApplyOptions(poll_interval=0.02)
+            )
+
+    async def pending_actions(self) -> dict[str, Action]:
+        doc = self.backend.read()
+        settings = engine.providers_in_use(self.config, doc)
+        async with engine.open_providers(settings, self.sandbox, FAST) as providers:
+            outcome = await engine.make_plan(providers, self.config, doc, PlanOptions())
+        return {str(c.address): c.action for c in outcome.plan.changes if c.action is not Action.NOOP}
+
+    def ledger(self) -> list[dict]:  # type: ignore[type-arg]
+        with EmbeddedCloud(self.sandbox) as cloud:
+            return [entry.model_dump() for entry in cloud.world.ledger()]
+
+    def live_ids(self) -> set[str]:
+        return {e["id"] for e in self.ledger() if e.get("deleted_at") is None}
+
+
+def state_ids(doc: StateDocument) -> set[str]:
+    return {r.id for r in doc.resources.values()}
+
+
+async def test_apply_converges_and_a_second_plan_has_nothing_to_do(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    result = await run.plan_and_apply()
+    assert result.ok and result.added == 6
+    doc = run.backend.read()
+    assert {r.status for r in doc.resources.values()} == {"active"}
+    assert await run.pending_actions() == {}
+    assert run.live_ids() == state_ids(doc)
+    assert len(run.ledger()) == 6
+
+
+async def test_the_lost_response_fault_really_loses_the_answer(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    env = {**FAST, "RECONCILER_EMULATOR_FAULTS": "shadeform.ssh_keys.create=lost_response"}
+    settings = engine.providers_in_use(run.config, run.backend.read())
+    async with engine.open_providers(settings, run.sandbox, env) as providers:
+        with pytest.raises(ProviderError) as caught:
+            await providers["shadeform"].create(Kind.SSH_KEY, {"name": "k", "public_key": PUBLIC_KEY}, "rc-1-2")
+    assert caught.value.error_type == "create_outcome_unknown"
+    assert len(run.ledger()) == 1, "the write was applied although the answer was lost"
+
+
+async def test_lost_create_response_is_adopted_by_marker_not_created_twice(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    result = await run.plan_and_apply("shadeform.instances.create=lost_response;forward.instances.create=lost_response")
+    assert result.ok, result.failed
+    assert len([e for e in run.ledger() if e["kind"] == "instances"]) == 3, "each instance created once"
+    assert run.live_ids() == state_ids(run.backend.read())
+
+
+async def test_failed_volume_stops_its_instance_and_the_rest_completes(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    result = await run.plan_and_apply("shadeform.volumes.create=capacity")
+    assert not result.ok
+    assert [key for key, _ in result.failed] == ["create:volumes.data"]
+    assert result.not_started == ["create:instances.trainer"]
+    doc = run.backend.read()
+    assert "ssh_keys.deploy" in doc.resources and "instances.worker[1]" in doc.resources
+    assert doc.pending == []
+    assert run.live_ids() == state_ids(doc)
+    again = await run.plan_and_apply()
+    assert again.ok and again.added == 2
+    assert await run.pending_actions() == {}
+
+
+async def test_instance_that_fails_to_boot_is_recorded_then_replaced(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    result = await run.plan_and_apply("shadeform.instances.create=boot_failure")
+    assert not result.ok
+    doc = run.backend.read()
+    assert doc.resources["instances.trainer"].status == "error", "never forgotten"
+    assert await run.pending_actions() == {"instances.trainer": Action.REPLACE}
+    fixed = await run.plan_and_apply()
+    assert fixed.ok
+    assert run.live_ids() == state_ids(run.backend.read())
+
+
+async def test_interrupt_before_start_runs_nothing_and_keeps_state_valid(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    doc = run.backend.read()
+    settings = engine.providers_in_use(run.config, doc)
+    async with engine.open_providers(settings, run.sandbox, FAST) as providers:
+        outcome = await engine.make_plan(providers, run.config, doc, PlanOptions())
+        stop = asyncio.Event()
+        stop.set()
+        result = await engine.apply_plan(
+            outcome.plan, outcome.state, run.backend, providers, ApplyOptions(), stop=stop
+        )
+    assert result.interrupted and not result.succeeded and len(result.not_started) == 6
+    assert run.backend.read().resources == {}
+
+
+async def test_destroy_removes_everything_and_state_writes_are_coalesced(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    await run.plan_and_apply()
+    serial_after_create = run.backend.read().serial
+    # 6 creates each need 2 durable points plus status updates; coalescing keeps the count lower.
+    assert serial_after_create < 6 * 3
+    result = await run.plan_and_apply(options=PlanOptions(destroy=True))
+    assert result.ok and result.destroyed == 6
+    assert run.backend.read().resources == {}
+    assert run.live_ids() == set()
