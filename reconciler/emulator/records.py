@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -149,6 +149,3 @@ class InstanceRecord(RecordBase):
         """Hours billed so far: billing stops when deletion starts."""
         end = self.deletion_started(at) or at
         return max(0.0, end - self.created_at) / 3600.0
-
-
-Record = Annotated[SshKeyRecord | VolumeRecord | InstanceRecord, Field(discriminator="kind")]

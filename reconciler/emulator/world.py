@@ -14,23 +14,26 @@ import uuid
 from collections.abc import Iterable
 from typing import TypeVar
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ValidationError
 
 from reconciler.emulator.clock import Clock, SystemClock
 from reconciler.emulator.records import (
     Api,
     InstanceRecord,
-    Record,
     RecordBase,
     SshKeyRecord,
     VolumeRecord,
     iso_time,
 )
-from reconciler.emulator.storage import SandboxFile
+from reconciler.emulator.storage import SandboxError, SandboxFile
 
 AnyRecord = SshKeyRecord | VolumeRecord | InstanceRecord
 _RecordT = TypeVar("_RecordT", SshKeyRecord, VolumeRecord, InstanceRecord)
-_RECORD_ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
+_RECORD_TYPES: dict[str, type[AnyRecord]] = {
+    "ssh_keys": SshKeyRecord,
+    "volumes": VolumeRecord,
+    "instances": InstanceRecord,
+}
 
 FORWARD_ID_PREFIXES = {"instances": "spot_inst_", "volumes": "spot_vol_", "ssh_keys": "spot_sshk_"}
 # The journal is folded into a snapshot once it holds more lines than this or than the world has records.
@@ -216,8 +219,17 @@ class World:
             self._journal.rewrite(self._dumped())
 
     def load_records(self, raw: Iterable[dict[str, object]]) -> None:
+        """Insert records read from a sandbox (dispatched on `kind`: faster than a tagged union)."""
         for item in raw:
-            self._insert(_RECORD_ADAPTER.validate_python(item))
+            record_type = _RECORD_TYPES.get(str(item.get("kind")))
+            if record_type is None:
+                raise SandboxError(
+                    f"emulator sandbox record {item.get('id')!r} has unknown kind {item.get('kind')!r}"
+                )
+            try:
+                self._insert(record_type.model_validate(item))
+            except ValidationError as exc:
+                raise SandboxError(f"emulator sandbox record {item.get('id')!r} is invalid: {exc}") from None
 
     @classmethod
     def load(

@@ -172,6 +172,16 @@ def test_torn_last_line_is_ignored_and_corruption_is_reported(tmp_path: Path) ->
     path.write_text('{"format": "reconciler-emulator-sandbox", "version": 99, "records": []}\n')
     with pytest.raises(SandboxError, match="version 99"):
         World.load(path)
+    path.write_text(
+        '{"format": "reconciler-emulator-sandbox", "version": 1, "records": [{"kind": "gpus", "id": "g"}]}\n'
+    )
+    with pytest.raises(SandboxError, match="unknown kind 'gpus'"):
+        World.load(path)
+    path.write_text(
+        '{"format": "reconciler-emulator-sandbox", "version": 1, "records": [{"kind": "ssh_keys", "id": "k"}]}\n'
+    )
+    with pytest.raises(SandboxError, match="'k' is invalid"):
+        World.load(path)
     path.write_text("not json")
     with pytest.raises(SandboxError, match="not valid JSON"):
         World.load(path)
