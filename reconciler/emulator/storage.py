@@ -56,7 +56,9 @@ class SandboxFile:
         snapshot = self._parse_snapshot(lines[0])
         records: dict[tuple[str, str], dict[str, Any]] = {}
         for record in snapshot:
-            records[(record["api"], record["id"])] = record
+            if not isinstance(record, dict):
+                raise SandboxError(f"emulator sandbox {self.path}: a record is not an object")
+            records[(str(record.get("api")), str(record.get("id")))] = record
         journal = lines[1:]
         for number, line in enumerate(journal, start=2):
             try:
