@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -313,7 +313,6 @@ class FaultDecision:
     boot_failure: bool = False
     stuck_pending: bool = False
     slow_delete: float | None = None
-    hits: list[str] = field(default_factory=list)
 
 
 class FaultInjector:
@@ -340,7 +339,6 @@ class FaultInjector:
             if not self._fires(index, rule):
                 continue
             self._hits[index] += 1
-            decision.hits.append(rule.to_spec())
             self._apply_hit(rule, decision)
         return decision
 

@@ -45,7 +45,7 @@ def iso_time(timestamp: float) -> str:
 
 
 class RecordBase(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+    model_config = ConfigDict(extra="ignore")
 
     api: Api
     tenant: str

@@ -189,6 +189,7 @@ class Traffic:
         }
 
     def reset(self) -> None:
+        """Forget request counts; the write count goes on, since holds are numbered by it."""
         self.requests.clear()
 
 

@@ -184,9 +184,6 @@ class World:
 
     # ------------------------------------------------------------------ persistence
 
-    def records(self) -> Iterable[AnyRecord]:
-        return self._index.values()
-
     def attach_journal(self, journal: SandboxFile) -> None:
         """Journal every committed write to `journal` from now on."""
         self._journal = journal
