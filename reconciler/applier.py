@@ -383,9 +383,13 @@ class Applier:
         masked = mask_sensitive(change.after or {}, change.sensitive, self.doc.lineage)
         marker = new_marker(self.doc.lineage)
         current = self.doc.resources.get(address)
-        if current is not None:
+        if current is not None and change.action is Action.REPLACE:
             # create_before_destroy: the old object waits in `deposed` for its delete step.
             self.doc.deposed.append(DeposedResource(address=address, **current.model_dump()))
+            del self.doc.resources[address]
+        elif current is not None:
+            # A plain create over a state entry: the plan found that object gone (deleted
+            # outside), so there is nothing left to delete and the entry is dropped.
             del self.doc.resources[address]
         pending = PendingOperation(
             op="create",
