@@ -311,7 +311,14 @@ async def apply_plan(
 
 
 def check_saved_plan(plan: Plan, doc: StateDocument) -> None:
-    """A saved plan applies only to the exact state it was made from."""
+    """A saved plan applies only to the exact state it was made from.
+
+    A plan made before any state existed (the first plan of a new configuration) applies
+    while there still is none: that new state takes the plan's lineage.
+    """
+    never_written = doc.serial == 0 and not (doc.resources or doc.pending or doc.deposed)
+    if never_written and plan.state_serial == 0:
+        doc.lineage = plan.state_lineage
     if plan.state_lineage != doc.lineage:
         raise StateError(
             f"the saved plan belongs to another state (lineage {plan.state_lineage}, state has {doc.lineage})",
