@@ -306,6 +306,10 @@ async def apply_plan(
         raise StateError(
             f"the plan was made from state lineage {plan.state_lineage}, but the state is {doc.lineage}"
         )
+    if not plan.has_changes and backend.exists() and backend.read() == doc:
+        # Nothing to do and nothing new to record: a write would only bump the serial and
+        # make every other saved plan of this state stale.
+        return ApplyResult(state=doc)
     writer = StateWriter(backend, doc)
     return await Applier(plan.changes, writer, providers, options, observer, stop).run()
 
