@@ -264,7 +264,7 @@ class _ConfigLoader:
         except FieldIssue as issue:
             raise origin.error(issue) from None
         name = head.get("name")
-        provider = self._provider_of(head, origin)
+        provider = self._provider_of(head, origin, raw)
         count = self._count(head, origin)
         entry = self._declare(kind, name, provider, count, origin)
         body = {key: value for key, value in raw.items() if key not in identity}
@@ -276,8 +276,13 @@ class _ConfigLoader:
             )
         return entry.members
 
-    def _provider_of(self, head: dict[str, Any], origin: Origin) -> str:
+    def _provider_of(self, head: dict[str, Any], origin: Origin, raw: dict[Any, Any]) -> str:
         if "provider" not in head:
+            for key in raw:
+                hint = did_you_mean(key, ("provider",))
+                if hint is not None:
+                    # A misspelt provider key is the real mistake, not the missing field.
+                    raise origin.error(FieldIssue((key,), f"unknown key {key!r}", hint, at_key=True))
             raise origin.fail(
                 ("provider",),
                 "missing required field 'provider'",
