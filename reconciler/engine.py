@@ -25,6 +25,7 @@ from reconciler.model import Address, Kind, LiveResource, Offering, Plan
 from reconciler.planner import (
     LiveView,
     PlanOptions,
+    check_addresses,
     imported_resource,
     plan_changes,
     providers_needing_offerings,
@@ -46,6 +47,7 @@ def default_state_path(config: Config) -> Path:
 
 
 BACKEND_CONFIG_KEYS = ("type", "path", "url", "schema", "stack")
+BACKEND_TYPE_KEYS = {"local": ("path",), "postgres": ("url", "schema", "stack")}
 
 
 def open_backend(
@@ -66,6 +68,15 @@ def open_backend(
                 f"--backend-config {key}: unknown setting", hint=f"known: {', '.join(BACKEND_CONFIG_KEYS)}"
             )
         settings[key] = value
+    # A setting the chosen backend does not read would be dropped without a word: refuse it.
+    for key in overrides or {}:
+        if key != "type" and key not in BACKEND_TYPE_KEYS.get(str(settings["type"]), (key,)):
+            raise ReconcilerError(
+                f"--backend-config {key}: not a setting of the {settings['type']} backend",
+                hint="add --backend-config type=postgres"
+                if settings["type"] == "local"
+                else "the postgres backend takes url, schema and stack",
+            )
     if state_path is not None:
         return LocalStateBackend(state_path)
     if settings["type"] == "local":
@@ -269,6 +280,7 @@ async def make_plan(
     *,
     refresh_live: bool = True,
 ) -> PlanOutcome:
+    check_addresses(config.resources, doc, options)
     if refresh_live:
         live = await refresh(providers, config, doc, reselect=options.reselect)
         doc, live, settled = await settle_pending(providers, config, doc, live)

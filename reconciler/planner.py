@@ -264,6 +264,15 @@ def _match_targets(targets: Sequence[Address], known: set[Address], flag: str) -
     return selected
 
 
+def check_addresses(
+    resources: Mapping[Address, Resource], doc: StateDocument, options: PlanOptions
+) -> None:
+    """Unknown --target/--replace addresses are user error: refuse them before any API call."""
+    known = set(resources) | {Address.parse(a) for a in doc.resources}
+    _match_targets(options.replace, known, "--replace")
+    _match_targets(options.targets, known, "--target")
+
+
 def _cbd_closure(
     replaced: set[Address], cbd: set[Address], deps: Mapping[Address, tuple[Address, ...]]
 ) -> set[Address]:
