@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from contract_support import (
+    check_forward_answer,
+    check_markdown_object,
+    check_request,
+    check_response,
+    forward_sections,
+    markdown_fields,
+    operation_keys,
+    shadeform_openapi,
+    shadeform_ssh_key_fields,
+    shadeform_volume_fields,
+)
 from emulator_fixtures import (
     BOOT_SECONDS,
     add_shadeform_key,
@@ -26,7 +37,6 @@ from emulator_fixtures import (
     shadeform_client,
     sold_out_placement,
 )
-from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
 from reconciler.emulator.catalogue import (
@@ -42,49 +52,9 @@ pytest_plugins = ["emulator_fixtures"]
 # ------------------------------------------------------------------ Shadeform: OpenAPI
 
 
-def documented_newer_statuses() -> list[str]:
-    """The statuses shadeform-volumes-sshkeys.md documents beyond the OpenAPI enum."""
-    text = seed_file("shadeform-volumes-sshkeys.md").read_text()
-    match = re.search(r"statuses\s+beyond\s+`pending\|active\|deleted`\s+\(e\.g\.\s+([^)]*)\)", text)
-    assert match, "the markdown seed no longer documents newer instance statuses"
-    return re.findall(r"`(\w+)`", match.group(1))
-
-
 @pytest.fixture(scope="module")
 def openapi() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(seed_file("shadeform-openapi.json").read_text())
-    # The OpenAPI Status enum predates the statuses the markdown seed documents (creating,
-    # deleting, error); extend the loaded enum with exactly those documented values.
-    status = document["components"]["schemas"]["Status"]
-    status["enum"] = status["enum"] + [s for s in documented_newer_statuses() if s not in status["enum"]]
-    return document
-
-
-def operation_keys(document: dict[str, Any]) -> set[tuple[str, str]]:
-    methods = {"get", "post", "put", "patch", "delete"}
-    return {
-        (path, method) for path, item in document["paths"].items() for method in item if method in methods
-    }
-
-
-def check_response(document: dict[str, Any], path: str, method: str, response: httpx.Response) -> None:
-    """Validate an answer against the document's response schema for its status code."""
-    responses = document["paths"][path][method]["responses"]
-    assert str(response.status_code) in responses, f"{method.upper()} {path} answered {response.status_code}"
-    content = responses[str(response.status_code)].get("content")
-    if content is None:
-        assert response.content == b"", f"{method.upper()} {path} documents no body"
-        return
-    schema = dict(content["application/json"]["schema"])
-    schema["components"] = document["components"]
-    OAS30Validator(schema, format_checker=oas30_format_checker).validate(response.json())
-
-
-def check_request(document: dict[str, Any], path: str, method: str, body: dict[str, Any]) -> None:
-    """The bodies this test sends are themselves valid per the document."""
-    schema = dict(document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"])
-    schema["components"] = document["components"]
-    OAS30Validator(schema, format_checker=oas30_format_checker).validate(body)
+    return shadeform_openapi()
 
 
 async def test_every_openapi_operation_answers_per_its_schema(
@@ -177,35 +147,6 @@ async def test_every_openapi_operation_answers_per_its_schema(
 # ------------------------------------------------------------------ Shadeform: markdown seed
 
 
-def markdown_fields(label: str) -> dict[str, str | None]:
-    """`- Label: `a`, `b` (bool), ...` from the volumes/SSH-keys seed -> {field: type hint}."""
-    text = seed_file("shadeform-volumes-sshkeys.md").read_text()
-    match = re.search(rf"^(?:- |  ){label}: (.+?)(?=\n  Example|\n- |\n\n)", text, re.MULTILINE | re.DOTALL)
-    assert match, f"no field list for {label} in the seed"
-    fields = re.findall(r"`(\w+)`(?: \(([^)]*)\))?", match.group(1))
-    return {name: (hint or None) for name, hint in fields}
-
-
-MARKDOWN_TYPES: dict[str, tuple[type, ...]] = {
-    "bool": (bool,),
-    "int": (int,),
-    "number": (int, float),
-    "string": (str,),
-    "instance id or empty": (str,),
-}
-
-
-def check_markdown_object(item: dict[str, Any], fields: dict[str, str | None]) -> None:
-    assert set(fields) <= set(item), f"missing {set(fields) - set(item)}"
-    for name, hint in fields.items():
-        if hint is None:
-            continue
-        expected = MARKDOWN_TYPES[hint.split(",")[0].strip()]
-        assert isinstance(item[name], expected) and not (
-            bool not in expected and isinstance(item[name], bool)
-        ), f"{name}={item[name]!r} is not {hint}"
-
-
 async def test_volumes_and_ssh_keys_carry_the_documented_fields(
     cloud: EmbeddedCloud, shadeform: httpx.AsyncClient
 ) -> None:
@@ -213,118 +154,22 @@ async def test_volumes_and_ssh_keys_carry_the_documented_fields(
     for item in volume_types:
         check_markdown_object(item, markdown_fields("VolumeType"))
     volume_id = await create_shadeform_volume(shadeform)
-    volume_fields = markdown_fields("Volume")
-    volume_fields["size_in_gb"] = "int"  # typed where the seed documents the create body
+    volume_fields = shadeform_volume_fields()
     for item in [
         (await shadeform.get(f"/volumes/{volume_id}/info")).json(),
         *(await shadeform.get("/volumes")).json()["volumes"],
     ]:
         check_markdown_object(item, volume_fields)
     key_id = await add_shadeform_key(shadeform)
-    key_fields: dict[str, str | None] = {
-        "id": "string",
-        "name": "string",
-        "public_key": "string",
-        "is_default": "bool",
-    }
+    key_fields = shadeform_ssh_key_fields()
     for item in [
         (await shadeform.get(f"/sshkeys/{key_id}/info")).json(),
         *(await shadeform.get("/sshkeys")).json()["ssh_keys"],
     ]:
         check_markdown_object(item, key_fields)
-    text = seed_file("shadeform-volumes-sshkeys.md").read_text()
-    assert '`{"ssh_keys": [{"id", "name", "public_key", "is_default" (bool)}]}`' in text
 
 
 # ------------------------------------------------------------------ Forward Compute: markdown seed
-
-
-@dataclass(frozen=True)
-class DocumentedField:
-    name: str
-    json_type: str
-    required: bool
-    enum: tuple[str, ...]
-
-
-FIELD_LINE = re.compile(
-    r"^- \*\*(?P<name>\w+)\*\* \((?P<type>[a-z]+)(?: \([^)]*\))?\)(?P<required> \(required\))?"
-)
-ENUM_TAIL = re.compile(r'\(("[^"]+"(?:\|"[^"]+")*)\)\s*$')
-JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-}
-
-
-def forward_sections() -> dict[str, dict[str, list[DocumentedField]]]:
-    """`GET /v1/spot/instances/` -> {status code -> documented response fields}."""
-    text = seed_file("forwardcompute-api.md").read_text()
-    sections: dict[str, dict[str, list[DocumentedField]]] = {}
-    for block in re.split(r"^### ", text, flags=re.MULTILINE)[1:]:
-        heading = re.match(r"(GET|POST|PUT|DELETE) (\S+)", block)
-        assert heading, block[:80]
-        responses: dict[str, list[DocumentedField]] = {}
-        for part in re.split(r"^##### ", block, flags=re.MULTILINE)[1:]:
-            code = part.split(" ", 1)[0]
-            fields = []
-            for line in part.splitlines():
-                match = FIELD_LINE.match(line.strip())
-                if match:
-                    enum = ENUM_TAIL.search(line)
-                    values = tuple(v.strip('"') for v in enum.group(1).split("|")) if enum else ()
-                    fields.append(
-                        DocumentedField(match["name"], match["type"], bool(match["required"]), values)
-                    )
-            responses[code] = fields
-        sections[f"{heading.group(1)} {heading.group(2)}"] = responses
-    return sections
-
-
-def candidate_objects(body: Any) -> list[dict[str, Any]]:
-    """The envelope, its data (object or items) and their nested objects: where documented
-    fields may sit, since the markdown flattens nesting."""
-    found: list[dict[str, Any]] = []
-
-    def visit(value: Any, depth: int) -> None:
-        if isinstance(value, dict):
-            found.append(value)
-            if depth < 5:
-                for child in value.values():
-                    visit(child, depth + 1)
-        elif isinstance(value, list) and depth < 5:
-            for child in value:
-                visit(child, depth + 1)
-
-    visit(body, 0)
-    return found
-
-
-def check_forward_answer(fields: list[DocumentedField], body: Any, where: str) -> None:
-    objects = candidate_objects(body)
-    enums: dict[str, set[str]] = {}
-    for field in fields:
-        enums.setdefault(field.name, set()).update(field.enum)
-    for field in fields:
-        values = [obj[field.name] for obj in objects if field.name in obj]
-        if field.required:
-            assert values, f"{where}: required field {field.name} missing"
-        for value in values:
-            if field.json_type == "object" and isinstance(value, list):
-                continue  # `data` is an object in single answers and an array in lists
-            expected = JSON_TYPES[field.json_type]
-            is_bool = isinstance(value, bool)
-            assert isinstance(value, expected) and (bool in expected or not is_bool), (
-                f"{where}: {field.name}={value!r} is not {field.json_type}"
-            )
-            if enums[field.name] and isinstance(value, str):
-                assert value in enums[field.name], (
-                    f"{where}: {field.name}={value!r} not in {enums[field.name]}"
-                )
 
 
 async def test_every_documented_forward_endpoint_answers_with_the_documented_fields(
