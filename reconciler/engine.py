@@ -262,7 +262,9 @@ async def settle_pending(
                 hint="run the command again in a minute",
             )
         await asyncio.sleep(PENDING_SETTLE_POLL)
-        live = await refresh(providers, config, doc, with_offerings=False)
+        # Only the resource lists can lag; the catalogue fetched first still serves the plan.
+        fresh = await refresh(providers, config, doc, with_offerings=False)
+        live = replace(fresh, offerings=live.offerings, volume_prices=live.volume_prices)
 
 
 @dataclass
