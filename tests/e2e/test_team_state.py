@@ -356,3 +356,23 @@ def test_database_down_is_a_clear_error_and_loses_nothing(tmp_path: Path, databa
     assert project.ledger() == ledger
     assert_converged(project)
     project.assert_secrets_never_shown()
+
+
+def test_a_database_url_given_to_the_local_backend_is_refused(tmp_path: Path, database: TeamDatabase) -> None:
+    """`--backend-config url=...` without type=postgres must not quietly keep state in a local file:
+    a CI job would lose it with its runner and create everything again on the next run."""
+    project = TeamProject.create(tmp_path, database, stack=None)
+    project.write(SHADEFORM_CONFIG)  # no backend block: the local file backend
+    overrides = ("--backend-config", f"url={database.url}", "--backend-config", f"schema={database.schema}")
+
+    refused = project.run("apply", "--auto-approve", *overrides, expect=1)
+    assert "--backend-config url: not a setting of the local backend" in refused.stderr, refused.describe()
+    assert "type=postgres" in refused.stderr
+    assert project.ledger() == [] and not (project.root / "state" / "team.json").exists()
+
+    project.run("apply", "--auto-approve", "--backend-config", "type=postgres", *overrides)
+    assert sorted(project.stored()["resources"]) == sorted(ADDRESSES)
+    project.configure(SHADEFORM_CONFIG)  # the PostgreSQL backend, from the YAML
+    misplaced = project.run("plan", "--backend-config", "path=elsewhere.json", expect=1)
+    assert "--backend-config path: not a setting of the postgres backend" in misplaced.stderr, misplaced.describe()
+    project.assert_secrets_never_shown()
