@@ -70,6 +70,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_POLL_INTERVAL = 0.25
+# How long a refused run waits for a new holder to commit the record of who it is.
+HOLDER_RECORD_WAIT = 5.0
 FORCE_UNLOCK_WAIT = 10.0
 # Where a password sits in a URL or a keyword connection string, quoted or not.
 _PASSWORD_PATTERNS = (
@@ -412,7 +414,11 @@ class PostgresStateBackend:
         time.sleep(seconds)
 
     def _try_lock(self, connection: psycopg.Connection[tuple[Any, ...]], info: LockInfo) -> bool:
-        """Take the advisory lock and record the holder in one transaction, so readers see both or neither."""
+        """Take the advisory lock and record the holder.
+
+        Others see the advisory lock as soon as it is taken, but the record only when this
+        transaction commits: `lock()` gives a holder without a record a moment to appear.
+        """
         with connection.transaction():
             row = connection.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()
             if not row or not row[0]:
@@ -447,6 +453,10 @@ class PostgresStateBackend:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         holder = self._holder(connection)
+                        unrecorded = holder is not None and not holder[1].id
+                        if unrecorded and time.monotonic() < deadline + HOLDER_RECORD_WAIT:
+                            self._pause(LOCK_POLL_INTERVAL / 5)
+                            continue
                         raise self._locked_error(holder[1] if holder else None)
                     self._pause(min(LOCK_POLL_INTERVAL, remaining))
             try:

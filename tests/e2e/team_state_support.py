@@ -193,6 +193,16 @@ class TeamDatabase:
             finally:
                 blocker.rollback()
 
+    @contextlib.contextmanager
+    def hold_lock_records(self) -> Iterator[None]:
+        """Block writes to the table of lock holders: a run that takes the lock cannot record who it is yet."""
+        with psycopg.connect(self.url) as blocker:
+            blocker.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._table("lock_holders")))
+            try:
+                yield
+            finally:
+                blocker.rollback()
+
     def dump(self) -> str:
         """Every row of every table in the schema, as text: what a secret must not be in."""
         tables = self.admin.execute(

@@ -175,6 +175,27 @@ def test_concurrent_applies_exactly_one_proceeds_the_other_fails_fast(
     project.assert_secrets_never_shown()
 
 
+def test_a_run_refused_just_as_the_holder_takes_the_lock_still_names_it(
+    tmp_path: Path, database: TeamDatabase
+) -> None:
+    """The lock is visible the moment it is taken, the holder's record only when its transaction
+    commits: a run refused in between must wait for that record, not report an anonymous holder."""
+    project = TeamProject.create(tmp_path, database)
+    seed_then_declare_everything(project)
+
+    with database.hold_lock_records():
+        first = project.start("apply", "--auto-approve", app="first")
+        wait_until(lambda: bool(database.sessions("first", waiting_on_lock=True)), "the apply to take the lock")
+        second = project.start("apply", "--auto-approve", app="second")
+        wait_until(lambda: bool(database.sessions("second")) or not second.running(), "the second apply to start")
+    refused = second.finish(expect=1, timeout=60)
+    holder = HOLDER.search(refused.stderr)
+    assert holder is not None, refused.describe()
+    assert int(holder["pid"]) == first.pid and holder["operation"] == "apply"
+    assert "Apply complete! Resources: 2 added" in first.finish().stdout
+    assert_converged(project)
+
+
 def test_lock_timeout_waits_for_the_holder_then_proceeds(tmp_path: Path, database: TeamDatabase) -> None:
     project = TeamProject.create(tmp_path, database)
     seed_then_declare_everything(project)
