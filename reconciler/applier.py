@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from reconciler.errors import ProviderError, ReconcilerError
@@ -391,20 +392,24 @@ class Applier:
             # A plain create over a state entry: the plan found that object gone (deleted
             # outside), so there is nothing left to delete and the entry is dropped.
             del self.doc.resources[address]
-        pending = PendingOperation(
-            op="create",
-            address=address,
-            provider=change.provider,
-            kind=kind.value,
-            marker=marker,
-            name=str(spec.get("name", "")),
-            attributes=masked,
-            depends_on=[str(d) for d in change.depends_on],
-            hourly_price=change.hourly_after or None,
-        )
-        self.doc.pending.append(pending)
-        await self.writer.persist()
         async with self._slots:
+            # Recorded once a slot is free, right before the call and to the microsecond: a
+            # later run counts a lagging list's consistency window from this instant, so
+            # time spent queued for a slot must not be in it.
+            pending = PendingOperation(
+                op="create",
+                address=address,
+                provider=change.provider,
+                kind=kind.value,
+                marker=marker,
+                name=str(spec.get("name", "")),
+                attributes=masked,
+                depends_on=[str(d) for d in change.depends_on],
+                hourly_price=change.hourly_after or None,
+                started_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+            )
+            self.doc.pending.append(pending)
+            await self.writer.persist()
             created_id, status = await self._create_once_only(provider, kind, spec, marker, pending)
         self.doc.resources[address] = ResourceState(
             provider=change.provider,

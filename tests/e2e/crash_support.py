@@ -9,8 +9,8 @@ burning unseen) and no address may have been created more often than the plans a
 the e2e conftest prints at the end of the session.
 
 Emulator timings: instances boot in BOOT_SECONDS and take DELETE_SECONDS to go; Forward's
-lists lag writes by LIST_LAG_SECONDS and the stack tells reconciler they may lag by
-LIST_CONSISTENCY_SECONDS (more than the lag, as a user would configure it).
+lists lag writes by LIST_LAG_SECONDS, and each stack tells reconciler they may lag by that
+plus CONSISTENCY_MARGIN_SECONDS, as a user who knows the provider would configure it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcUIS47SFVib3yJlqOwvcrX5PH+Cx
 BOOT_SECONDS = 0.3
 DELETE_SECONDS = 0.2
 LIST_LAG_SECONDS = 1.0
-LIST_CONSISTENCY_SECONDS = 2.0
+CONSISTENCY_MARGIN_SECONDS = 1.0
 POLL_SECONDS = "0.1"
 RUN_TIMEOUT_SECONDS = 120.0
 HOLD_DEADLINE_SECONDS = 30.0
@@ -318,6 +318,7 @@ class Variant:
     fw_spot_gpu: str = "A100"
     provider_timeout: float | None = None
     max_retries: int | None = None
+    extra_list_lag: float = 0.0  # lag a fault adds on top of the emulator's
 
 
 BASELINE = Variant()
@@ -366,10 +367,11 @@ def declared_addresses() -> dict[tuple[str, str], str]:
 STACK_SIZE = len(declared_addresses())
 
 
-def _provider_block(name: str, endpoint: str, api_key: str, variant: Variant) -> str:
+def _provider_block(name: str, endpoint: str, api_key: str, variant: Variant, list_lag: float) -> str:
     lines = [f"  {name}:", f"    endpoint: {endpoint}", f"    api_key: {api_key}"]
     if name == "forward":
-        lines.append(f"    list_consistency_seconds: {LIST_CONSISTENCY_SECONDS}")
+        consistency = list_lag + variant.extra_list_lag + CONSISTENCY_MARGIN_SECONDS
+        lines.append(f"    list_consistency_seconds: {consistency:g}")
     if variant.provider_timeout is not None:
         lines.append(f"    timeout: {variant.provider_timeout}")
     if variant.max_retries is not None:
@@ -377,10 +379,11 @@ def _provider_block(name: str, endpoint: str, api_key: str, variant: Variant) ->
     return "\n".join(lines)
 
 
-def stack_config(emulator_url: str, api_key: str, variant: Variant = BASELINE) -> str:
+def stack_config(emulator: EmulatorServer, api_key: str, variant: Variant = BASELINE) -> str:
     """The stack: 4 keys, 5 volumes, 11 instances on both providers, with references."""
-    shadeform = _provider_block("shadeform", f"{emulator_url}/shadeform/v1", api_key, variant)
-    forward = _provider_block("forward", f"{emulator_url}/forward/v1", api_key, variant)
+    lag = emulator.list_lag_seconds
+    shadeform = _provider_block("shadeform", f"{emulator.url}/shadeform/v1", api_key, variant, lag)
+    forward = _provider_block("forward", f"{emulator.url}/forward/v1", api_key, variant, lag)
     return f"""\
 providers:
 {shadeform}
@@ -463,7 +466,7 @@ class Stack:
 
     def write_config(self, variant: Variant) -> None:
         self.variant = variant
-        (self.root / "main.yaml").write_text(stack_config(self.emulator.url, self.api_key, variant))
+        (self.root / "main.yaml").write_text(stack_config(self.emulator, self.api_key, variant))
 
     def start(self, command: str, *extra: str) -> Run:
         """`reconciler apply|destroy --auto-approve` in the background."""

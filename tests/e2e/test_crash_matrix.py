@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from crash_support import (
+    CONSISTENCY_MARGIN_SECONDS,
     REPLACED_BY_REPLACING,
     REPLACING,
     STACK_SIZE,
@@ -37,6 +39,7 @@ REPLACE_WRITES = 2 * len(REPLACED_BY_REPLACING)
 INSTANCES = 11
 SLOW_BOOT_SECONDS = 2.0
 SLOW_DELETE_SECONDS = 1.5
+LONG_LAG_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +270,48 @@ def test_pending_create_inside_the_consistency_window_keeps_the_catalogue(
     assert result.returncode == 0, result.describe()
     assert "ssh_keys.fw-key: an interrupted create left nothing live" in result.stdout, result.describe()
     assert f"Plan: {STACK_SIZE} to add" in result.stdout, result.describe()
+
+
+@pytest.fixture(scope="module")
+def lagging_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+    """Forward lists that lag writes by more than a re-run takes to start and list."""
+    emulator = EmulatorServer(tmp_path_factory.mktemp("lagging-emulator"), list_lag_seconds=LONG_LAG_SECONDS)
+    yield emulator.start()
+    emulator.stop()
+
+
+def test_a_create_queued_behind_a_hung_call_is_adopted_not_repeated(
+    lagging_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """One call at a time: a Forward volume waits for a slot while a key's create hangs for
+    longer than Forward's consistency window; then the volume is created and the run dies
+    before hearing so. The next run must wait for the lagging list to show the volume (the
+    window counts from when the call was sent, not from when the step was queued) and
+    adopt it, not create a second one."""
+    stack = Stack(tmp_path, lagging_emulator, "queued")
+    emulator = stack.emulator
+    window = emulator.list_lag_seconds + CONSISTENCY_MARGIN_SECONDS
+    emulator.arm_hold(1, "before")
+    # Two independent steps, so nothing else becomes ready (and pending) while one hangs.
+    targets = ("--target", "ssh_keys.fw-key-spare", "--target", "volumes.fw-data[0]")
+    run = stack.start("apply", "--parallelism", "1", *targets)
+    try:
+        wait_until(lambda: emulator.hold_status()["held"], "the key's create to be held")
+        assert emulator.hold_status()["operation"] == "forward.ssh_keys.create"
+        hung_since = time.monotonic()
+        # The scenario itself: the first call stays unanswered for longer than the window.
+        wait_until(lambda: time.monotonic() - hung_since > window + 0.5, "the window to pass", window + 5)
+        emulator.arm_hold(1, "after")  # lets the key's create go; holds the next write once applied
+        wait_until(lambda: emulator.hold_status()["held"], "the volume's create to be held")
+        assert emulator.hold_status()["operation"] == "forward.volumes.create"
+        run.kill_hard()
+    finally:
+        if run.running():
+            run.kill_hard()
+        emulator.release()
+    TOTALS.kill_points.add("queued:apply:write2:after-hung-write1")
+    try:
+        stack.converge("apply")
+        assert_clean(stack, expect_live=True)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.transcript()}") from None
