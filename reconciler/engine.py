@@ -240,6 +240,54 @@ async def refresh(
     return LiveView(resources=listed, offerings=offered, volume_prices=prices, updatable=updatable)
 
 
+async def read_unlisted(
+    providers: Mapping[str, Provider], doc: StateDocument, live: LiveView, now: datetime
+) -> tuple[LiveView, tuple[str, ...]]:
+    """Tracked objects that a list which may lag does not show, read one by one.
+
+    A list served from a cache misses what was created moments ago; taken at its word,
+    the plan would create those objects again. What a fresh read finds joins the view;
+    what it cannot find although it was created inside the provider's consistency
+    window cannot be judged yet and is returned as a reason to wait.
+    """
+    missing: list[tuple[str, str, Kind, str, str | None]] = []
+    tracked = [(key, res) for key, res in doc.resources.items()] + [(d.address, d) for d in doc.deposed]
+    for address, res in tracked:
+        kind = Address.parse(address).kind
+        provider = providers.get(res.provider)
+        if provider is None or provider.list_consistency_seconds <= 0:
+            continue
+        if live.refreshed(res.provider, kind) and live.lookup(res.provider, kind, res.id) is None:
+            missing.append((address, res.provider, kind, res.id, res.created_at))
+    if not missing:
+        return live, ()
+    seen = await asyncio.gather(*(providers[p].get(kind, id) for _, p, kind, id, _ in missing))
+    resources = {key: dict(items) for key, items in live.resources.items()}
+    too_young: list[str] = []
+    for (address, provider_name, kind, id, created_at), found in zip(missing, seen, strict=True):
+        if found is not None:
+            resources[(provider_name, kind)][id] = found
+            continue
+        window = providers[provider_name].list_consistency_seconds
+        created = _parse_time(created_at)
+        if created is not None and (now - created).total_seconds() < window:
+            too_young.append(
+                f"{address}: {id}, created {(now - created).total_seconds():.1f}s ago, "
+                f"is not listed by {provider_name} yet (its lists may lag {window:g}s)"
+            )
+    return replace(live, resources=resources), tuple(too_young)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 async def settle_pending(
     providers: Mapping[str, Provider],
     config: Config,
@@ -248,17 +296,20 @@ async def settle_pending(
     *,
     max_wait: float = 120.0,
 ) -> tuple[StateDocument, LiveView, tuple[str, ...]]:
-    """Resolve pending records; where a provider's lists may still lag, wait and look again."""
+    """Resolve pending records and find tracked objects lagging lists hide; while either
+    cannot be judged yet, wait and look again."""
     consistency = {name: p.list_consistency_seconds for name, p in providers.items()}
     deadline = time.monotonic() + max_wait
     while True:
-        resolution = resolve_pending(doc, live, datetime.now(UTC), consistency)
-        if not resolution.unresolved:
+        now = datetime.now(UTC)
+        live, unlisted = await read_unlisted(providers, doc, live, now)
+        resolution = resolve_pending(doc, live, now, consistency)
+        waiting = resolution.unresolved + unlisted
+        if not waiting:
             return resolution.state, live, resolution.notes
         if time.monotonic() >= deadline:
             raise StateError(
-                "pending operations from an interrupted run could not be settled: "
-                + "; ".join(resolution.unresolved),
+                "what an earlier run left could not be settled: " + "; ".join(waiting),
                 hint="run the command again in a minute",
             )
         await asyncio.sleep(PENDING_SETTLE_POLL)
