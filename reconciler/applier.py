@@ -73,6 +73,11 @@ class ApplyOptions:
 class StepOutcome:
     ok: bool
     error: str | None = None
+    started: bool = True
+
+
+class StepNotStarted(Exception):
+    """The run was told to stop before this step's first API call: it is left for the next run."""
 
 
 @dataclass
@@ -310,6 +315,8 @@ class Applier:
                         done.add(step.key)
                         result.succeeded.append(step.key)
                         self._count(result, step)
+                    elif not outcome.started:
+                        result.not_started.append(step.key)
                     else:
                         blocked[step.key] = step.key
                         result.failed.append((step.key, outcome.error or "failed"))
@@ -335,6 +342,11 @@ class Applier:
         else:
             result.destroyed += 1
 
+    def _refuse_after_stop(self) -> None:
+        """Called with a slot in hand: a step queued for one when an interrupt came never starts."""
+        if self.stop.is_set():
+            raise StepNotStarted()
+
     async def _run_step(self, step: Step, wait_gone: bool) -> StepOutcome:
         started = self.clock()
         self.observer.step_started(step.change, step.phase)
@@ -346,6 +358,8 @@ class Applier:
                 new_id = await self._delete(step.change, wait_gone)
             else:
                 new_id = await self._update(step.change)
+        except StepNotStarted:
+            return StepOutcome(False, started=False)
         except ReconcilerError as exc:
             self.observer.step_failed(step.change, step.phase, str(exc))
             return StepOutcome(False, str(exc))
@@ -383,16 +397,17 @@ class Applier:
         spec = self._spec(change)
         masked = mask_sensitive(change.after or {}, change.sensitive, self.doc.lineage)
         marker = new_marker(self.doc.lineage)
-        current = self.doc.resources.get(address)
-        if current is not None and change.action is Action.REPLACE:
-            # create_before_destroy: the old object waits in `deposed` for its delete step.
-            self.doc.deposed.append(DeposedResource(address=address, **current.model_dump()))
-            del self.doc.resources[address]
-        elif current is not None:
-            # A plain create over a state entry: the plan found that object gone (deleted
-            # outside), so there is nothing left to delete and the entry is dropped.
-            del self.doc.resources[address]
         async with self._slots:
+            self._refuse_after_stop()
+            current = self.doc.resources.get(address)
+            if current is not None and change.action is Action.REPLACE:
+                # create_before_destroy: the old object waits in `deposed` for its delete step.
+                self.doc.deposed.append(DeposedResource(address=address, **current.model_dump()))
+                del self.doc.resources[address]
+            elif current is not None:
+                # A plain create over a state entry: the plan found that object gone (deleted
+                # outside), so there is nothing left to delete and the entry is dropped.
+                del self.doc.resources[address]
             # Recorded once a slot is free, right before the call and to the microsecond: a
             # later run counts a lagging list's consistency window from this instant, so
             # time spent queued for a slot must not be in it.
@@ -509,24 +524,25 @@ class Applier:
         address = str(change.address)
         assert change.id is not None
         delete_id = change.deposed or change.id
-        pending = PendingOperation(
-            op="delete",
-            address=address,
-            provider=change.provider,
-            kind=kind.value,
-            marker=change.marker or "",
-            name=str((change.before or {}).get("name", "")),
-            id=delete_id,
-        )
-        self.doc.pending.append(pending)
-        await self.writer.persist()
-        try:
-            async with self._slots:
-                await provider.delete(kind, delete_id)
-        except ProviderError:
-            self.doc.pending = [p for p in self.doc.pending if p is not pending]
+        async with self._slots:
+            self._refuse_after_stop()
+            pending = PendingOperation(
+                op="delete",
+                address=address,
+                provider=change.provider,
+                kind=kind.value,
+                marker=change.marker or "",
+                name=str((change.before or {}).get("name", "")),
+                id=delete_id,
+            )
+            self.doc.pending.append(pending)
             await self.writer.persist()
-            raise
+            try:
+                await provider.delete(kind, delete_id)
+            except ProviderError:
+                self.doc.pending = [p for p in self.doc.pending if p is not pending]
+                await self.writer.persist()
+                raise
         if wait_gone and kind is Kind.INSTANCE:
             await self._wait_gone(change, provider, delete_id)
         current = self.doc.resources.get(address)
@@ -559,6 +575,7 @@ class Applier:
         allowed = provider.updatable(change.address.kind)
         updates = {k: after.get(k) for k in allowed if masked.get(k) != before.get(k)}
         async with self._slots:
+            self._refuse_after_stop()
             await provider.update(change.address.kind, change.id, updates, change.marker or "")
         address = str(change.address)
         current = self.doc.resources.get(address)
