@@ -14,7 +14,13 @@ from lifecycle_support import EXAMPLES, Project, live_names
 pytest_plugins = ["lifecycle_support"]
 
 
-def shadeform_config(*, gpu: str = "A6000", worker: bool = True, tags: tuple[str, ...] = ("team-ml",)) -> str:
+def shadeform_config(
+    *,
+    gpu: str = "A6000",
+    worker: bool = True,
+    tags: tuple[str, ...] = ("team-ml",),
+    prevent_destroy: bool = False,
+) -> str:
     text = f"""
 providers:
   shadeform: {{endpoint: embedded}}
@@ -38,6 +44,8 @@ instances:
     volumes: [data]
     tags: [{", ".join(tags)}]
 """
+    if prevent_destroy:
+        text += "    lifecycle: {prevent_destroy: true}\n"
     if worker:
         text += """
   - name: worker
@@ -191,6 +199,7 @@ def test_saved_plan_shown_as_json_and_summary_then_applied(project: Project) -> 
     assert trainer["change"]["before"] is None
     assert trainer["change"]["after"]["shade_instance_type"] == "A6000"
 
+    assert "+ instances.trainer" in project.run("show", "plan.bin").stdout
     summary = project.run("show", "-summary", "plan.bin").stdout
     assert "| Address | Action | Reason | $/h change |" in summary
     assert "| `instances.trainer` | create |" in summary
@@ -354,8 +363,8 @@ def test_rename_and_retag_update_in_place_then_state_rm_and_import(project: Proj
     assert len([e for e in project.ledger() if e.kind == "instances"]) == 1
 
 
-def test_refresh_flags_targets_and_forced_replacement(project: Project) -> None:
-    project.write(shadeform_config())
+def test_refresh_flags_targets_and_protected_resources(project: Project) -> None:
+    project.write(shadeform_config(prevent_destroy=True))
     project.run("apply", "--auto-approve")
     worker = project.resource_id("instances.worker")
     project.delete_outside("instances.worker")
@@ -380,10 +389,15 @@ def test_refresh_flags_targets_and_forced_replacement(project: Project) -> None:
     assert "instances.trainer" not in targeted.stdout
     assert "Plan: 1 to add, 0 to change, 0 to destroy." in targeted.stdout
 
-    # --replace forces a replacement the configuration does not ask for.
-    forced = project.run("plan", "--replace", "instances.trainer")
-    assert "-/+ instances.trainer" in forced.stdout
-    assert "replacement requested with --replace" in forced.stdout
+    # --replace asks for a replacement, which prevent_destroy refuses (naming it); so does destroy.
+    forced = project.run("plan", "--replace", "instances.trainer", expect=1)
+    assert (
+        "instances.trainer has lifecycle.prevent_destroy set, but the plan would replace it" in forced.stderr
+    )
+    assert "replacement requested with --replace" in forced.stderr
+    protected = project.run("destroy", "--auto-approve", expect=1)
+    assert "instances.trainer has lifecycle.prevent_destroy set" in protected.stderr
+    assert [e for e in project.ledger() if e.deleted_at is None and e.name == "trainer"]
 
     applied = project.run("apply", "--target", "instances.worker", "--auto-approve")
     assert "Apply complete! Resources: 1 added, 0 changed, 0 destroyed." in applied.stdout
