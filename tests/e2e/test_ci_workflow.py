@@ -27,8 +27,6 @@ from psycopg import sql
 
 from reconciler.emulator import World
 
-pytest_plugins = ["lifecycle_support"]
-
 CI_EXAMPLE = EXAMPLES / "ci"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FIRST_FLEET = ["ci-deploy", "ci-deploy-forward", "inference", "worker-0", "worker-1"]
