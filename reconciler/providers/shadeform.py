@@ -199,6 +199,7 @@ class ShadeformProvider:
         )
         self.calls = self.api.calls
         self._volume_prices: dict[tuple[str, str], float] | None = None
+        self._volume_prices_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"ShadeformProvider({self.api!r})"
@@ -212,9 +213,11 @@ class ShadeformProvider:
         return frozenset({"name", "tags"}) if kind is Kind.INSTANCE else frozenset()
 
     async def list(self, kind: Kind) -> builtins.list[LiveResource]:
-        data = await self.api.request("GET", _ROUTES[kind]["list"])
+        if kind is Kind.VOLUME:
+            data, prices = await self._volumes_with_prices()
+        else:
+            data, prices = await self.api.request("GET", _ROUTES[kind]["list"]), {}
         items = (data or {}).get(_LIST_FIELD[kind]) or []
-        prices = await self._volume_price_table() if kind is Kind.VOLUME and items else {}
         live = [self._to_live(kind, item, prices) for item in items if isinstance(item, dict)]
         return [r for r in live if r.status is not Status.DELETED]
 
@@ -293,12 +296,24 @@ class ShadeformProvider:
     async def aclose(self) -> None:
         await self.api.aclose()
 
+    async def _volumes_with_prices(self) -> tuple[Any, dict[tuple[str, str], float]]:
+        """The volume list and the price table, asked for at once rather than one after the other."""
+        listing = asyncio.ensure_future(self.api.request("GET", _ROUTES[Kind.VOLUME]["list"]))
+        try:
+            prices = await self._volume_price_table()
+        except BaseException:
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)  # reaped; the price error is reported
+            raise
+        return await listing, prices
+
     async def _volume_price_table(self) -> dict[tuple[str, str], float]:
-        if self._volume_prices is None:
-            self._volume_prices = {
-                (o.cloud, o.region): o.price_per_gb_hour for o in await self.volume_offerings()
-            }
-        return self._volume_prices
+        async with self._volume_prices_lock:  # concurrent first reads share one fetch
+            if self._volume_prices is None:
+                self._volume_prices = {
+                    (o.cloud, o.region): o.price_per_gb_hour for o in await self.volume_offerings()
+                }
+            return self._volume_prices
 
     def _create_body(self, kind: Kind, spec: dict[str, Any], marker: str) -> dict[str, Any]:
         if kind is Kind.SSH_KEY:
