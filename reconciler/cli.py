@@ -165,7 +165,21 @@ def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ReconcilerGroup(click.Group):
+    """The top-level group; `emulator` is imported only when it is asked for (faster start-up)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "emulator"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "emulator":
+            from reconciler.emulator.cli import emulator
+
+            return emulator
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=ReconcilerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("--no-color", is_flag=True, help="No colours in output.")
 @click.version_option(package_name="reconciler")
@@ -265,7 +279,7 @@ def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], rese
         doc = loc.backend.read()
         if refresh_only:
             _, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
-            _print_notes(loc.session, "Changes outside reconciler", drift)
+            _print_notes(loc.session, "Changes outside reconciler (`reconciler refresh` records them)", drift)
             if detailed_exitcode and drift:
                 raise SystemExit(EXIT_CHANGES)
             return
@@ -737,12 +751,3 @@ def main() -> NoReturn:
         click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(0)
-
-
-def _register_emulator() -> None:
-    from reconciler.emulator.cli import emulator
-
-    cli.add_command(emulator)
-
-
-_register_emulator()

@@ -478,9 +478,9 @@ def plan_changes(
         for d in doc.deposed
     )
     ordered = tuple(changes[a] for a in sorted(changes, key=Address.sort_key)) + deposed_deletes
-    hourly_before = sum(r.hourly_price or 0.0 for r in doc.resources.values()) + sum(
-        d.hourly_price or 0.0 for d in doc.deposed
-    )
+    hourly_before = sum(
+        r.hourly_price or 0.0 for k, r in doc.resources.items() if _still_running(k, r, live)
+    ) + sum(d.hourly_price or 0.0 for d in doc.deposed)
     hourly_after = sum(c.hourly_after for c in ordered if c.action is not Action.DELETE)
     if targeted is not None:
         untouched = {str(c.address) for c in ordered}
@@ -494,6 +494,15 @@ def plan_changes(
         notes=tuple(notes),
         orphans=orphans,
     )
+
+
+def _still_running(key: str, res: ResourceState, live: LiveView) -> bool:
+    """False for a tracked object the refresh saw gone: it no longer costs anything."""
+    kind = Address.parse(key).kind
+    if not live.refreshed(res.provider, kind):
+        return True
+    observed = live.lookup(res.provider, kind, res.id)
+    return observed is not None and observed.status not in GONE_STATUSES
 
 
 def _restrict_to_targets(
@@ -598,7 +607,7 @@ def refresh_state(doc: StateDocument, live: LiveView) -> tuple[StateDocument, tu
         observed = live.lookup(prior.provider, address.kind, prior.id)
         if observed is None or observed.status is Status.DELETED:
             del new.resources[key]
-            notes.append(f"{key}: {prior.id} was deleted outside reconciler; removed from state")
+            notes.append(f"{key}: {prior.id} was deleted outside reconciler (refresh forgets it)")
             continue
         refreshed = _refreshed_before(prior, observed)
         for attr in _changed_keys(prior.attributes, refreshed, ()):
