@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ def default_state_path(config: Config) -> Path:
 
 BACKEND_CONFIG_KEYS = ("type", "path", "url", "schema", "stack")
 BACKEND_TYPE_KEYS = {"local": ("path",), "postgres": ("url", "schema", "stack")}
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
 
 
 def open_backend(
@@ -64,8 +66,14 @@ def open_backend(
     }
     for key, value in (overrides or {}).items():
         if key not in BACKEND_CONFIG_KEYS:
+            # Echo a mistyped name, never a bare connection URL (and its password) given without `url=`.
+            if _SETTING_NAME.fullmatch(key):
+                raise ReconcilerError(
+                    f"--backend-config {key}: unknown setting", hint=f"known: {', '.join(BACKEND_CONFIG_KEYS)}"
+                )
             raise ReconcilerError(
-                f"--backend-config {key}: unknown setting", hint=f"known: {', '.join(BACKEND_CONFIG_KEYS)}"
+                "--backend-config: unknown setting (not shown: it may hold a password)",
+                hint=f"write KEY=VALUE, for example url=postgresql://...; known: {', '.join(BACKEND_CONFIG_KEYS)}",
             )
         settings[key] = value
     # A setting the chosen backend does not read would be dropped without a word: refuse it.

@@ -278,6 +278,18 @@ def test_database_connection_lost_mid_apply_loses_nothing(tmp_path: Path, databa
     project.assert_secrets_never_shown()
 
 
+def test_a_bare_url_given_as_a_backend_setting_is_refused_without_showing_it(
+    tmp_path: Path, database: TeamDatabase
+) -> None:
+    """`--backend-config $URL` (the `url=` forgotten) names no known setting; the message must not echo it."""
+    project = TeamProject.create(tmp_path, database, stack=None)
+    project.write(SHADEFORM_CONFIG)  # no backend block, so nothing else knows the password is secret
+    refused = project.run("plan", "--backend-config", f"{database.url}?sslmode=disable", expect=1)
+    assert "--backend-config: unknown setting" in refused.stderr, refused.describe()
+    assert "url=" in refused.stderr
+    project.assert_secrets_never_shown()
+
+
 def test_serial_and_lineage_conflicts_are_refused_unless_forced(tmp_path: Path, database: TeamDatabase) -> None:
     project = TeamProject.create(tmp_path, database)
     project.run("apply", "--auto-approve")
