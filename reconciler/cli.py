@@ -58,7 +58,8 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise click.BadParameter(f"{flag} {item!r}: expected NAME=VALUE")
+            # The argument is not echoed: it may be a URL with a password in it.
+            raise click.BadParameter(f"{flag} takes NAME=VALUE; one argument has no NAME= before its value")
         result[name.strip()] = value
     return result
 
