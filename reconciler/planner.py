@@ -152,11 +152,17 @@ def resolve_pending(
             )
         else:
             target = live.lookup(op.provider, kind, op.id) if op.id else None
-            if target is None or target.status in GONE_STATUSES:
+            if target is None or target.status is Status.DELETED:
                 if op.address in new.resources and new.resources[op.address].id == op.id:
                     del new.resources[op.address]
                 new.deposed = [d for d in new.deposed if d.id != op.id]
                 notes.append(f"{op.address}: completed the delete of {op.id} started by an interrupted run")
+            elif target.status is Status.DELETING:
+                # Still tracked, so the plan finishes the delete and what waits for the
+                # object to be gone (the volume it mounts, the key it uses) still waits.
+                notes.append(
+                    f"{op.address}: the delete of {op.id} started by an interrupted run is still in progress"
+                )
             else:
                 notes.append(f"{op.address}: an interrupted delete of {op.id} did not happen; still in state")
     new.pending = keep
@@ -308,6 +314,7 @@ def plan_changes(
     changes: dict[Address, Change] = {}
     notes: list[str] = []
     new_ids: set[Address] = set()  # addresses whose provider id changes in this plan
+    finishing_delete: set[Address] = set()  # replaced only because they are already being deleted
 
     for address in order:
         if address not in desired:
@@ -345,12 +352,26 @@ def plan_changes(
             continue
         observed = live.lookup(prior.provider, address.kind, prior.id)
         refreshed = live.refreshed(prior.provider, address.kind)
+        if refreshed and observed is not None and observed.status is Status.DELETING:
+            # A delete already under way (an interrupted run's, or someone else's): finish
+            # it, so whatever must wait for the object to be gone waits, then create anew.
+            changes[address] = Change(
+                action=Action.REPLACE,
+                before=prior.attributes,
+                reasons=("being deleted; the delete is finished, then a new one is created",),
+                id=prior.id,
+                hourly_before=prior.hourly_price or 0.0,
+                marker=prior.marker,
+                **common,  # type: ignore[arg-type]
+            )
+            new_ids.add(address)
+            finishing_delete.add(address)
+            continue
         if refreshed and (observed is None or observed.status in GONE_STATUSES):
-            reason = "deleted outside reconciler" if observed is None else "being deleted outside reconciler"
             changes[address] = Change(
                 action=Action.CREATE,
                 before=None,
-                reasons=(reason,),
+                reasons=("deleted outside reconciler",),
                 **common,  # type: ignore[arg-type]
             )
             new_ids.add(address)
@@ -453,6 +474,8 @@ def plan_changes(
     for address, change in changes.items():
         if change.action in (Action.DELETE, Action.REPLACE):
             declared = resources.get(address)
+            if address in finishing_delete:
+                continue
             if declared is not None and declared.lifecycle.prevent_destroy:
                 verb = "destroy" if change.action is Action.DELETE else "replace"
                 raise PlanError(

@@ -502,6 +502,13 @@ class Stack:
         data: dict[str, Any] = json.loads(text)
         return data
 
+    def check_state_after_kill(self) -> None:
+        """Whatever instant a kill hit, the state file is absent (killed before its first
+        write) or a complete document, and its backup too."""
+        for path in (self.state_path, self.state_path.with_name(self.state_path.name + ".backup")):
+            if path.exists():
+                json.loads(path.read_text(encoding="utf-8"))
+
     def ledger(self) -> list[dict[str, Any]]:
         return self.emulator.ledger(self.api_key)
 

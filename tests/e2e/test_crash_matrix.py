@@ -97,7 +97,7 @@ def _stage(stack: Stack, command: str, point: KillPoint | None, label: str) -> N
         stack.run(command)
         return
     kill_at_write(stack, command, point.write, point.phase, f"{label}-p{point.parallelism}", point.parallelism)
-    stack.state()  # whatever instant the kill hit, the state file is a complete document
+    stack.check_state_after_kill()
     stack.converge(command)
 
 
@@ -183,7 +183,7 @@ def _kill_while_waiting(stack: Stack, command: str, settled_status: str, polls: 
         if run.running():
             run.kill_hard()
     TOTALS.kill_points.add(f"{label}:{command}:waiting:{polls}-polls")
-    stack.state()
+    stack.check_state_after_kill()
     stack.converge(command)
 
 
@@ -221,7 +221,7 @@ def play_random(kill: RandomKill, emulator: EmulatorServer, root: Path) -> None:
             if not finished:
                 run.kill_hard()
             TOTALS.kill_points.add(f"random:{command}:{kill.name}")
-            stack.state()
+            stack.check_state_after_kill()
             stack.converge(command)
             assert_clean(stack, expect_live=live)
     except AssertionError as exc:
