@@ -37,10 +37,11 @@ PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcUIS47SFVib3yJlqOwvcrX5PH+Cx
 BOOT_SECONDS = 0.3
 DELETE_SECONDS = 0.2
 LIST_LAG_SECONDS = 1.0
-CONSISTENCY_MARGIN_SECONDS = 1.0
+CONSISTENCY_MARGIN_SECONDS = 0.5
 POLL_SECONDS = "0.1"
 RUN_TIMEOUT_SECONDS = 120.0
 HOLD_DEADLINE_SECONDS = 30.0
+POLL_INTERVAL_SECONDS = 0.03
 NAME_MARKER_SEPARATOR = "--rc-"
 # The caller's variables that would change what a run does; the tests set their own.
 _INHERITED_PREFIXES = ("RECONCILER_VAR_", "RECONCILER_EMULATOR_")
@@ -107,7 +108,7 @@ def wait_until(condition: Callable[[], bool], what: str, deadline_seconds: float
     while not condition():
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {deadline_seconds:g}s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(POLL_INTERVAL_SECONDS)
 
 
 @dataclass

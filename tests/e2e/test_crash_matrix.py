@@ -142,7 +142,7 @@ def test_kill_before_writes_and_with_calls_in_parallel(lanes: list[EmulatorServe
     time and with ten calls in flight."""
     scenarios = [
         Scenario(f"before-{n}", KillPoint(n, "before"), KillPoint(n, "before"), KillPoint(n, "before"))
-        for n in (1, 4, 7, 10, 13, 16, 19, 20)
+        for n in (1, 5, 10, 15, 20)
     ] + [
         Scenario(
             f"parallel-{n}",
@@ -150,7 +150,7 @@ def test_kill_before_writes_and_with_calls_in_parallel(lanes: list[EmulatorServe
             KillPoint(n, "before", parallelism=10),
             KillPoint(n, "after", parallelism=10),
         )
-        for n in (2, 9, 17)
+        for n in (3, 14)
     ]
     _play_all(scenarios, lanes, tmp_path)
 
@@ -162,19 +162,20 @@ def _instance_polls(emulator: EmulatorServer) -> int:
     )
 
 
-def _kill_while_waiting(stack: Stack, command: str, settled_status: str, polls: int, label: str) -> None:
-    """Kill -9 once every write of `command` is done and the run has polled `polls` times
-    for instances to reach `settled_status`: it is waiting on the provider, nothing else."""
+def _kill_while_waiting(stack: Stack, command: str, requested: set[str], polls: int, label: str) -> None:
+    """Kill -9 once every instance's own write is done (its status is one of `requested`)
+    and the run has polled `polls` times more: it is waiting on the provider, for instances
+    to become active or to be gone, and sending nothing."""
     emulator = stack.emulator
     run = stack.start(command)
     try:
 
-        def instances_waiting() -> bool:
+        def instances_requested() -> bool:
             assert run.running(), f"{command} ended before it waited:\n{run.finish().describe()}"
             entries = [e for e in stack.ledger() if e["kind"] == "instances"]
-            return len(entries) >= INSTANCES and all(e["status"] == settled_status for e in entries)
+            return len(entries) >= INSTANCES and all(e["status"] in requested for e in entries)
 
-        wait_until(instances_waiting, f"every instance {settled_status} during {command}")
+        wait_until(instances_requested, f"every instance to reach {sorted(requested)} during {command}")
         baseline = _instance_polls(emulator)
         wait_until(lambda: _instance_polls(emulator) >= baseline + polls, f"{polls} status polls")
         assert run.running(), f"{command} ended before the kill:\n{run.finish().describe()}"
@@ -194,9 +195,9 @@ def test_kill_while_waiting_for_instances(slow_emulator: EmulatorServer, tmp_pat
     for polls in (1, 4):
         stack = Stack(tmp_path, slow_emulator, f"wait-{polls}")
         try:
-            _kill_while_waiting(stack, "apply", "pending", polls, "create")
+            _kill_while_waiting(stack, "apply", {"pending", "active"}, polls, "create")
             assert_clean(stack, expect_live=True)
-            _kill_while_waiting(stack, "destroy", "deleting", polls, "delete")
+            _kill_while_waiting(stack, "destroy", {"deleting", "deleted"}, polls, "delete")
             assert_clean(stack, expect_live=False)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{stack.transcript()}") from None
@@ -233,7 +234,7 @@ def test_kill_at_random_times(lanes: list[EmulatorServer], tmp_path: Path) -> No
     """Seeded random kill times across apply and destroy with ten calls in flight."""
     rng = random.Random(20240605)
     kills = [
-        RandomKill(f"random-{i}", rng.uniform(0.8, 3.0), rng.uniform(0.8, 2.5)) for i in range(6)
+        RandomKill(f"random-{i}", rng.uniform(0.8, 3.0), rng.uniform(0.8, 2.5)) for i in range(4)
     ]
     failures = run_in_lanes(kills, lanes, lambda k, e: play_random(k, e, tmp_path))
     assert not failures, f"{len(failures)} of {len(kills)} random kills failed:\n" + "\n".join(failures)

@@ -30,7 +30,7 @@ from crash_support import (
     run_in_lanes,
 )
 
-LANES = 3
+LANES = 5
 FAULT_SEED = 7
 EXTRA_LAG_SECONDS = 3.0
 
