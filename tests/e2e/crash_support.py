@@ -15,7 +15,6 @@ plus CONSISTENCY_MARGIN_SECONDS, as a user who knows the provider would configur
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -33,12 +32,14 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.emulator import tenant_id
+
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcUIS47SFVib3yJlqOwvcrX5PH+CxglMj9MWWZzgI2a crash@example"
 BOOT_SECONDS = 0.3
 DELETE_SECONDS = 0.2
 LIST_LAG_SECONDS = 1.0
 CONSISTENCY_MARGIN_SECONDS = 0.5
-POLL_SECONDS = "0.1"
+CLI_POLL_SECONDS = "0.1"  # --poll-interval of every run: instances are polled every 0.1 s
 RUN_TIMEOUT_SECONDS = 120.0
 HOLD_DEADLINE_SECONDS = 30.0
 POLL_INTERVAL_SECONDS = 0.03
@@ -282,7 +283,7 @@ class EmulatorServer:
 
     def ledger(self, api_key: str) -> list[dict[str, Any]]:
         """Everything the tenant of `api_key` ever created, in both APIs, with status now."""
-        return list(self._call("GET", f"/ledger?tenant={tenant_of(api_key)}")["ledger"])
+        return list(self._call("GET", f"/ledger?tenant={tenant_id(api_key)}")["ledger"])
 
     def arm_hold(self, after_writes: int, phase: str) -> None:
         self._call("POST", "/hold", {"after_writes": after_writes, "phase": phase})
@@ -303,11 +304,6 @@ class EmulatorServer:
         return dict(self._call("GET", "/stats")["requests"])
 
 
-def tenant_of(api_key: str) -> str:
-    """The emulator's tenant id for an API key (a digest: sandbox files never hold keys)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- the stack
 
 
@@ -318,7 +314,6 @@ class Variant:
     sf_volume_size: int = 100
     fw_spot_gpu: str = "A100"
     provider_timeout: float | None = None
-    max_retries: int | None = None
     extra_list_lag: float = 0.0  # lag a fault adds on top of the emulator's
 
 
@@ -375,8 +370,6 @@ def _provider_block(name: str, endpoint: str, api_key: str, variant: Variant, li
         lines.append(f"    list_consistency_seconds: {consistency:g}")
     if variant.provider_timeout is not None:
         lines.append(f"    timeout: {variant.provider_timeout}")
-    if variant.max_retries is not None:
-        lines.append(f"    max_retries: {variant.max_retries}")
     return "\n".join(lines)
 
 
@@ -457,7 +450,6 @@ class Stack:
         self.logs.mkdir()
         self.emulator = emulator
         self.api_key = f"crash-{name}-{time.monotonic_ns()}"
-        self.variant = BASELINE
         self.runs: list[Run] = []
         self.write_config(BASELINE)
 
@@ -466,12 +458,11 @@ class Stack:
         return self.root / "state" / f"{self.root.name}.json"
 
     def write_config(self, variant: Variant) -> None:
-        self.variant = variant
         (self.root / "main.yaml").write_text(stack_config(self.emulator, self.api_key, variant))
 
     def start(self, command: str, *extra: str) -> Run:
         """`reconciler apply|destroy --auto-approve` in the background."""
-        run = Run([command, "--auto-approve", "--poll-interval", POLL_SECONDS, *extra], self.root, self.logs)
+        run = Run([command, "--auto-approve", "--poll-interval", CLI_POLL_SECONDS, *extra], self.root, self.logs)
         self.runs.append(run)
         return run
 

@@ -14,7 +14,7 @@ by the fault never happening.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -175,11 +175,7 @@ def play(case: FaultCase, emulator: EmulatorServer, root: Path) -> None:
         elif case.replace_under_fault:
             stack.run("apply")
             stack.write_config(
-                Variant(
-                    sf_volume_size=REPLACING.sf_volume_size,
-                    fw_spot_gpu=REPLACING.fw_spot_gpu,
-                    provider_timeout=case.variant.provider_timeout,
-                )
+                replace(case.variant, sf_volume_size=REPLACING.sf_volume_size, fw_spot_gpu=REPLACING.fw_spot_gpu)
             )
             replaced = {address: 1 for address in REPLACED_BY_REPLACING}
             _phase(stack, case, "apply", replaced)
