@@ -9,6 +9,8 @@ ever tried again. The applier builds its work from the Plan alone.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -186,7 +188,7 @@ class Step:
     change: Change
     phase: str  # "create" | "delete" | "update"
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         suffix = f"#{self.change.deposed}" if self.change.deposed else ""
         return f"{self.phase}:{self.change.address}{suffix}"
@@ -199,6 +201,7 @@ def build_steps(
     steps: list[Step] = []
     create_of: dict[Address, Step] = {}
     delete_of: dict[tuple[Address, str | None], Step] = {}
+    deletes_at: dict[Address, list[Step]] = {}  # current and deposed objects of one address
     for change in plan_changes:
         if change.action in (Action.CREATE, Action.REPLACE):
             step = Step(change, "create")
@@ -208,6 +211,7 @@ def build_steps(
             step = Step(change, "delete")
             steps.append(step)
             delete_of[(change.address, change.deposed)] = step
+            deletes_at.setdefault(change.address, []).append(step)
         if change.action is Action.UPDATE:
             step = Step(change, "update")
             steps.append(step)
@@ -228,10 +232,8 @@ def build_steps(
         else:
             old_deps = _old_dependencies(change, doc)
             for dep in old_deps:
-                for key in ((dep, None),) + tuple((a, d) for (a, d) in delete_of if a == dep and d):
-                    target = delete_of.get(key)
-                    if target is not None:
-                        waits[target.key].add(step.key)
+                for target in deletes_at.get(dep, ()):
+                    waits[target.key].add(step.key)
     return steps, waits
 
 
@@ -277,58 +279,70 @@ class Applier:
         return self._watchers[provider_name]
 
     async def run(self) -> ApplyResult:
+        """Start each step as soon as the steps it waits for are done (linear in steps + edges)."""
         steps, waits = build_steps(self.changes, self.doc)
         by_key = {s.key: s for s in steps}
-        needed_gone = {dep for key, deps in waits.items() for dep in deps if by_key[dep].phase == "delete"}
+        dependents: dict[str, list[str]] = {key: [] for key in by_key}
+        for key, deps in waits.items():
+            for dep in deps:
+                dependents[dep].append(key)
+        needed_gone = {dep for deps in waits.values() for dep in deps if by_key[dep].phase == "delete"}
+        unmet = {key: len(deps) for key, deps in waits.items()}
+        ready = collections.deque(s.key for s in steps if unmet[s.key] == 0)
+        finished: asyncio.Queue[tuple[str, StepOutcome]] = asyncio.Queue()
         result = ApplyResult(state=self.doc)
-        done: set[str] = set()
-        blocked: dict[str, str] = {}
-        running: dict[asyncio.Task[StepOutcome], Step] = {}
-        remaining = list(steps)
-        stop_task = asyncio.create_task(self.stop.wait())
+        settled: set[str] = set()
+        running = 0
+
+        def report(key: str, task: asyncio.Task[StepOutcome]) -> None:
+            if task.cancelled():
+                outcome = StepOutcome(False, "cancelled")
+            elif task.exception() is not None:
+                outcome = StepOutcome(False, repr(task.exception()))
+            else:
+                outcome = task.result()
+            finished.put_nowait((key, outcome))
+
+        def block_dependents(key: str) -> None:
+            stack = [key]
+            while stack:
+                for dependent in dependents[stack.pop()]:
+                    if dependent not in settled:
+                        settled.add(dependent)
+                        result.not_started.append(dependent)
+                        stack.append(dependent)
+
         try:
-            while remaining or running:
-                if not self.stop.is_set():
-                    for step in list(remaining):
-                        deps = waits[step.key]
-                        failed_dep = next((d for d in deps if d in blocked), None)
-                        if failed_dep is not None:
-                            blocked[step.key] = failed_dep
-                            remaining.remove(step)
-                            continue
-                        if deps <= done:
-                            remaining.remove(step)
-                            task = asyncio.create_task(self._run_step(step, step.key in needed_gone))
-                            running[task] = step
-                if not running:
-                    break
-                watched: set[asyncio.Future[Any]] = set(running)
-                if not stop_task.done():
-                    watched.add(stop_task)
-                finished, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                for future in finished:
-                    if future not in running:
+            while True:
+                while ready and not self.stop.is_set():
+                    key = ready.popleft()
+                    if key in settled:
                         continue
-                    step = running.pop(future)
-                    outcome = future.result()
-                    if outcome.ok:
-                        done.add(step.key)
-                        result.succeeded.append(step.key)
-                        self._count(result, step)
-                    elif not outcome.started:
-                        result.not_started.append(step.key)
-                    else:
-                        blocked[step.key] = step.key
-                        result.failed.append((step.key, outcome.error or "failed"))
+                    task = asyncio.create_task(self._run_step(by_key[key], key in needed_gone))
+                    task.add_done_callback(functools.partial(report, key))
+                    running += 1
+                if running == 0:
+                    break
+                key, outcome = await finished.get()
+                running -= 1
+                settled.add(key)
+                if outcome.ok:
+                    result.succeeded.append(key)
+                    self._count(result, by_key[key])
+                    for dependent in dependents[key]:
+                        unmet[dependent] -= 1
+                        if unmet[dependent] == 0:
+                            ready.append(dependent)
+                    continue
+                if outcome.started:
+                    result.failed.append((key, outcome.error or "failed"))
+                else:
+                    result.not_started.append(key)
+                block_dependents(key)
         finally:
-            stop_task.cancel()
             for watcher in self._watchers.values():
                 await watcher.close()
-        for step in remaining:
-            result.not_started.append(step.key)
-        for key, cause in blocked.items():
-            if cause != key:
-                result.not_started.append(key)
+        result.not_started.extend(s.key for s in steps if s.key not in settled)
         result.interrupted = self.stop.is_set()
         await self.writer.persist()
         return result

@@ -7,6 +7,7 @@ the provider boundary and nowhere else.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
 import secrets
@@ -47,6 +48,10 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
+        return _parse_address(text)
+
+    @classmethod
+    def _parse_uncached(cls, text: str) -> Address:
         match = _ADDRESS_RE.match(text.strip())
         if not match:
             raise ValueError(
@@ -63,6 +68,12 @@ class Address:
 
     def sort_key(self) -> tuple[int, str, int]:
         return (KIND_ORDER.index(self.kind), self.name, -1 if self.index is None else self.index)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_address(text: str) -> Address:
+    """Addresses are parsed many times per plan (state keys, dependencies); each text once."""
+    return Address._parse_uncached(text)
 
 
 class Status(str, Enum):
