@@ -26,6 +26,8 @@ import httpx
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, VolumeOffering
 
 EMBEDDED = "embedded"
+DEFAULT_RATE_LIMIT = 20.0
+EMBEDDED_RATE_LIMIT = 10_000.0
 MARKER_PREFIX = "rc-"
 NAME_MARKER_SEPARATOR = "--"
 
@@ -49,7 +51,7 @@ class ProviderSettings:
     name: str
     endpoint: str = EMBEDDED
     api_key: str | None = field(default=None, repr=False)
-    rate_limit_per_second: float = 20.0
+    rate_limit_per_second: float | None = None  # None: DEFAULT_RATE_LIMIT, or unpaced when embedded
     timeout_seconds: float = 30.0
     max_retries: int = 5
     list_consistency_seconds: float = 0.0
@@ -58,6 +60,14 @@ class ProviderSettings:
     @property
     def embedded(self) -> bool:
         return self.endpoint == EMBEDDED
+
+    @property
+    def requests_per_second(self) -> float:
+        """The pace of the client's token bucket: as configured, else a polite default for a
+        real API; the in-process emulator needs no pacing unless one is configured."""
+        if self.rate_limit_per_second is not None:
+            return self.rate_limit_per_second
+        return EMBEDDED_RATE_LIMIT if self.embedded else DEFAULT_RATE_LIMIT
 
 
 @runtime_checkable

@@ -116,7 +116,7 @@ class ForwardProvider:
             key_env_var=API_KEY_ENV_VAR,
             timeout_seconds=settings.timeout_seconds,
             max_retries=settings.max_retries,
-            rate_limit_per_second=settings.rate_limit_per_second,
+            rate_limit_per_second=settings.requests_per_second,
             is_capacity_error=is_capacity_error,
             transport=transport,
             sleep=sleep,

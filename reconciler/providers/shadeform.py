@@ -191,7 +191,7 @@ class ShadeformProvider:
             key_env_var=API_KEY_ENV_VAR,
             timeout_seconds=settings.timeout_seconds,
             max_retries=settings.max_retries,
-            rate_limit_per_second=settings.rate_limit_per_second,
+            rate_limit_per_second=settings.requests_per_second,
             is_capacity_error=is_capacity_error,
             transport=transport,
             sleep=sleep,
