@@ -366,7 +366,7 @@ def create_instance(call: Call) -> Response:
         key = world.ssh_key(API, call.tenant, body.ssh_key_id)
         if key is None or not key.live_at(now):
             raise invalid(f"ssh key {body.ssh_key_id} not found", field="ssh_key_id")
-    mounts = world.mounts(API, call.tenant, now) if body.volume_ids else {}
+    mounts = {v: m for v in body.volume_ids if (m := world.mounted_by(API, call.tenant, v, now))}
     for volume_id in body.volume_ids:
         volume = world.volume(API, call.tenant, volume_id)
         if volume is None or not volume.live_at(now):
@@ -445,7 +445,7 @@ def get_volume(call: Call) -> Response:
     record = call.world.volume(API, call.tenant, call.path("id"))
     if record is None or not record.live_at(at):
         raise not_found("volume", call.path("id"))
-    return _single(volume_json(record, call.world.mounts(API, call.tenant, at).get(record.id)))
+    return _single(volume_json(record, call.world.mounted_by(API, call.tenant, record.id, at)))
 
 
 def create_volume(call: Call) -> Response:
@@ -508,7 +508,7 @@ def delete_volume(call: Call) -> Response:
     record = world.volume(API, call.tenant, call.path("id"))
     if record is None or not record.live_at(now):
         raise not_found("volume", call.path("id"))
-    mounted_by = world.mounts(API, call.tenant, now).get(record.id)
+    mounted_by = world.mounted_by(API, call.tenant, record.id, now)
     if mounted_by is not None:
         raise ApiError(
             409,

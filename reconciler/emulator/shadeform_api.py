@@ -508,7 +508,7 @@ def _next_ip(world: World) -> str:
 def _check_volumes(world: World, tenant: str, body: CreateInstanceBody, now: float) -> None:
     if len(body.volume_ids) > 1:
         raise invalid("an instance mounts at most one volume", field="volume_ids")
-    mounts = world.mounts(API, tenant, now) if body.volume_ids else {}
+    mounts = {v: m for v in body.volume_ids if (m := world.mounted_by(API, tenant, v, now))}
     for volume_id in body.volume_ids:
         volume = world.volume(API, tenant, volume_id)
         if volume is None or not volume.live_at(now):
@@ -652,14 +652,14 @@ def create_volume(call: Call) -> Response:
 def volume_info(call: Call) -> Response:
     record = _live_volume(call)
     now = call.world.now()
-    return JSONResponse(volume_json(record, now, call.world.mounts(API, call.tenant, now).get(record.id)))
+    return JSONResponse(volume_json(record, now, call.world.mounted_by(API, call.tenant, record.id, now)))
 
 
 def delete_volume(call: Call) -> Response:
     record = _live_volume(call)
     world = call.world
     now = world.now()
-    mounted_by = world.mounts(API, call.tenant, now).get(record.id)
+    mounted_by = world.mounted_by(API, call.tenant, record.id, now)
     if mounted_by is not None:
         raise ApiError(
             409,

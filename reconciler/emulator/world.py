@@ -72,6 +72,9 @@ class World:
         self._index: dict[tuple[str, str], AnyRecord] = {}
         self._dirty: dict[tuple[str, str], AnyRecord] = {}
         self._journal: SandboxFile | None = None
+        # (api, tenant, volume or key id) -> instances that named it at create, oldest first:
+        # what mounts a volume or uses a key is then one short scan, not one of every instance.
+        self._users: dict[tuple[str, str, str], dict[str, None]] = {}
 
     def now(self) -> float:
         return self.clock.now()
@@ -101,6 +104,10 @@ class World:
     def _insert(self, record: AnyRecord) -> None:
         self._index[(record.api, record.id)] = record
         self._scopes.setdefault((record.api, record.tenant, record.kind), {})[record.id] = record
+        if isinstance(record, InstanceRecord):
+            used = [*record.volume_ids, *([record.ssh_key_id] if record.ssh_key_id else [])]
+            for resource_id in used:
+                self._users.setdefault((record.api, record.tenant, resource_id), {})[record.id] = None
 
     def changed(self, record: RecordBase) -> None:
         """Mark a record modified in place so the next commit journals it."""
@@ -151,9 +158,21 @@ class World:
                     mounted.setdefault(volume_id, instance.id)
         return mounted
 
+    def mounted_by(self, api: Api, tenant: str, volume_id: str, at: float) -> str | None:
+        """The id of the oldest instance live at `at` that mounts the volume; None if none."""
+        for instance in self._current_users(api, tenant, volume_id):
+            if volume_id in instance.volume_ids and instance.live_at(at):
+                return instance.id
+        return None
+
+    def _current_users(self, api: Api, tenant: str, resource_id: str) -> list[InstanceRecord]:
+        """The instances (as stored now: a reloaded record replaces its older copy) naming it."""
+        found = (self._index.get((api, i)) for i in self._users.get((api, tenant, resource_id), ()))
+        return [r for r in found if isinstance(r, InstanceRecord)]
+
     def key_user(self, api: Api, tenant: str, key_id: str, at: float) -> str | None:
         """The id of an instance, not yet fully deleted, that uses the key; None if unused."""
-        for instance in self.instances(api, tenant):
+        for instance in self._current_users(api, tenant, key_id):
             if instance.ssh_key_id == key_id and instance.live_at(at):
                 return instance.id
         return None
