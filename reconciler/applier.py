@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.model import (
+    CREATE_TIMED_OUT,
     Action,
     Address,
     Change,
@@ -356,14 +357,15 @@ class Applier:
         else:
             result.destroyed += 1
 
-    def _refuse_after_stop(self) -> None:
-        """Called with a slot in hand: a step queued for one when an interrupt came never starts."""
+    def _begin(self, change: Change, phase: str) -> None:
+        """Called with a slot in hand: a step queued for one when an interrupt came never
+        starts; one that does start is announced only now, not while it waits for a slot."""
         if self.stop.is_set():
             raise StepNotStarted()
+        self.observer.step_started(change, phase)
 
     async def _run_step(self, step: Step, wait_gone: bool) -> StepOutcome:
         started = self.clock()
-        self.observer.step_started(step.change, step.phase)
         new_id: str | None
         try:
             if step.phase == "create":
@@ -412,7 +414,7 @@ class Applier:
         masked = mask_sensitive(change.after or {}, change.sensitive, self.doc.lineage)
         marker = new_marker(self.doc.lineage)
         async with self._slots:
-            self._refuse_after_stop()
+            self._begin(change, "create")
             current = self.doc.resources.get(address)
             if current is not None and change.action is Action.REPLACE:
                 # create_before_destroy: the old object waits in `deposed` for its delete step.
@@ -522,10 +524,11 @@ class Applier:
                     "it is recorded in state and the next apply replaces it (on_failure: replace) or keeps it"
                 )
             if elapsed >= self.options.create_timeout:
-                await self._record_status(address, id, seen.status.value)
+                await self._record_status(address, id, CREATE_TIMED_OUT)
                 raise ReconcilerError(
                     f"{change.address}: instance {id} not active after {self.options.create_timeout:g}s "
-                    f"(status {seen.status.value}); it is recorded in state",
+                    f"(status {seen.status.value}); it is recorded in state and the next apply replaces "
+                    "it if it is still not active (on_failure: replace) or keeps it",
                     hint="raise --create-timeout, or check the provider's console",
                 )
             if self.clock() - last_report >= self.options.progress_interval:
@@ -539,7 +542,7 @@ class Applier:
         assert change.id is not None
         delete_id = change.deposed or change.id
         async with self._slots:
-            self._refuse_after_stop()
+            self._begin(change, "delete")
             pending = PendingOperation(
                 op="delete",
                 address=address,
@@ -589,7 +592,7 @@ class Applier:
         allowed = provider.updatable(change.address.kind)
         updates = {k: after.get(k) for k in allowed if masked.get(k) != before.get(k)}
         async with self._slots:
-            self._refuse_after_stop()
+            self._begin(change, "update")
             await provider.update(change.address.kind, change.id, updates, change.marker or "")
         address = str(change.address)
         current = self.doc.resources.get(address)

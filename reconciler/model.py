@@ -87,6 +87,11 @@ class Status(str, Enum):
     UNKNOWN = "unknown"
 
 
+# State status of an instance that missed --create-timeout; the next plan replaces it if it
+# is still not active (on_failure: replace).
+CREATE_TIMED_OUT = "create_timeout"
+
+
 class Action(str, Enum):
     CREATE = "create"
     DELETE = "delete"

@@ -18,6 +18,7 @@ from typing import Any
 from reconciler.errors import PlanError
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
+    CREATE_TIMED_OUT,
     Action,
     Address,
     Change,
@@ -389,11 +390,16 @@ def plan_changes(
             if prior.status in (s.value for s in Status)
             else Status.UNKNOWN
         )
+        failure = None
         if status is Status.ERROR:
+            failure = "instance is in error state"
+        elif prior.status == CREATE_TIMED_OUT and status in (Status.PENDING, Status.UNKNOWN):
+            failure = "instance failed to become active within --create-timeout"
+        if failure is not None:
             if res.on_failure == "replace":
-                replace_reasons.append("instance is in error state (on_failure: replace)")
+                replace_reasons.append(f"{failure} (on_failure: replace)")
             else:
-                notes.append(f"{address}: instance is in error state; kept (on_failure: keep)")
+                notes.append(f"{address}: {failure}; kept (on_failure: keep)")
         if address in forced_replace:
             replace_reasons.append("replacement requested with --replace")
         changed = _changed_keys(before, masked_after, res.lifecycle.ignore_changes)

@@ -50,14 +50,20 @@ class Run:
         self.backend = LocalStateBackend(tmp_path / "state" / "main.json")
         self.sandbox = tmp_path / "state" / "main.sandbox.json"
 
-    async def plan_and_apply(self, faults: str = "", options: PlanOptions | None = None) -> ApplyResult:
+    async def plan_and_apply(
+        self, faults: str = "", options: PlanOptions | None = None, create_timeout: float = 900.0
+    ) -> ApplyResult:
         doc = self.backend.read()
         env = {**FAST, "RECONCILER_EMULATOR_FAULTS": faults} if faults else FAST
         settings = engine.providers_in_use(self.config, doc)
         async with engine.open_providers(settings, self.sandbox, env) as providers:
             outcome = await engine.make_plan(providers, self.config, doc, options or PlanOptions())
             return await engine.apply_plan(
-                outcome.plan, outcome.state, self.backend, providers, ApplyOptions(poll_interval=0.02)
+                outcome.plan,
+                outcome.state,
+                self.backend,
+                providers,
+                ApplyOptions(poll_interval=0.02, create_timeout=create_timeout),
             )
 
     async def pending_actions(self) -> dict[str, Action]:
@@ -161,3 +167,15 @@ async def test_destroy_removes_everything_and_state_writes_are_coalesced(tmp_pat
     assert result.ok and result.destroyed == 6
     assert run.backend.read().resources == {}
     assert run.live_ids() == set()
+
+
+async def test_instance_stuck_pending_past_create_timeout_is_recorded_then_replaced(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    result = await run.plan_and_apply("shadeform.instances.create=stuck_pending", create_timeout=0.3)
+    assert [key for key, _ in result.failed] == ["create:instances.trainer"]
+    doc = run.backend.read()
+    assert doc.resources["instances.trainer"].status == "create_timeout", "never forgotten"
+    assert await run.pending_actions() == {"instances.trainer": Action.REPLACE}
+    fixed = await run.plan_and_apply()
+    assert fixed.ok
+    assert run.live_ids() == state_ids(run.backend.read())
