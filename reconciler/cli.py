@@ -206,7 +206,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 async def _with_providers(loc: Location, doc: StateDocument,
                           work: Callable[[dict[str, Any]], Coroutine[Any, Any, T]]) -> T:
     settings = engine.providers_in_use(loc.config, doc)
-    async with engine.open_providers(settings, loc.sandbox) as providers:
+    async with engine.open_providers(settings, loc.sandbox, emulator=loc.config.emulator) as providers:
         return await work(providers)
 
 
@@ -391,7 +391,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
     session = loc.session
     settings = engine.providers_in_use(loc.config, doc)
     embedded = any(s.embedded for s in settings.values())
-    async with engine.open_providers(settings, loc.sandbox) as providers:
+    async with engine.open_providers(settings, loc.sandbox, emulator=loc.config.emulator) as providers:
         if req.saved is not None:
             engine.check_saved_plan(req.saved, doc)
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=True)

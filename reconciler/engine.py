@@ -121,8 +121,8 @@ def providers_in_use(config: Config, doc: StateDocument) -> dict[str, ProviderSe
     return settings
 
 
-def embedded_options(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The embedded emulator's knobs, from RECONCILER_EMULATOR_* environment variables.
+def embedded_options(environ: Mapping[str, str], configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The embedded emulator's knobs: the config's `emulator:` block, then RECONCILER_EMULATOR_*.
 
     BOOT_SECONDS, DELETE_SECONDS, LIST_LAG_SECONDS, LATENCY_MS, FAULTS (the emulator's fault
     spec) and SEED; tests and demos use them to make the in-process cloud misbehave.
@@ -132,7 +132,14 @@ def embedded_options(environ: Mapping[str, str]) -> dict[str, Any]:
         "DELETE_SECONDS": "delete_seconds",
         "LIST_LAG_SECONDS": "list_lag_seconds",
     }
-    options: dict[str, Any] = {}
+    block = dict(configured or {})
+    options: dict[str, Any] = {k: block[k] for k in numbers.values() if k in block}
+    if "latency_ms" in block:
+        options["latency_seconds"] = block["latency_ms"] / 1000
+    if "seed" in block:
+        options["seed"] = block["seed"]
+    if "faults" in block:
+        environ = {"RECONCILER_EMULATOR_FAULTS": block["faults"], **environ}
     for suffix, name in numbers.items():
         raw = environ.get(f"RECONCILER_EMULATOR_{suffix}")
         if raw:
@@ -160,7 +167,10 @@ def _env_number(name: str, raw: str) -> float:
 
 @contextlib.asynccontextmanager
 async def open_providers(
-    settings: Mapping[str, ProviderSettings], sandbox: Path, environ: Mapping[str, str] | None = None
+    settings: Mapping[str, ProviderSettings],
+    sandbox: Path,
+    environ: Mapping[str, str] | None = None,
+    emulator: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[dict[str, Provider]]:
     """Clients for each provider; embedded ones share one in-process emulator world."""
     providers: dict[str, Provider] = {}
@@ -168,7 +178,8 @@ async def open_providers(
     if any(s.embedded for s in settings.values()):
         from reconciler.emulator.embedded import EmbeddedCloud
 
-        cloud_cm = EmbeddedCloud(sandbox, **embedded_options(os.environ if environ is None else environ))
+        knobs = embedded_options(os.environ if environ is None else environ, emulator)
+        cloud_cm = EmbeddedCloud(sandbox, **knobs)
     with cloud_cm as cloud:
         try:
             for name, s in settings.items():
@@ -457,6 +468,6 @@ async def list_offerings(config: Config, sandbox: Path, only: set[str]) -> list[
     """Every provider's offerings (the configured ones, or both with default settings)."""
     names = sorted(only or set(config.providers) or {"shadeform", "forward"})
     settings = {name: config.providers.get(name) or ProviderSettings(name=name) for name in names}
-    async with open_providers(settings, sandbox) as providers:
+    async with open_providers(settings, sandbox, emulator=config.emulator) as providers:
         found = await asyncio.gather(*(p.offerings() for p in providers.values()))
     return [o for group in found for o in group]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reconciler.config.attributes import CanonicalResource, canonical_resource, sensitive_attribute_path
 from reconciler.config.diagnostics import (
@@ -35,6 +35,7 @@ from reconciler.config.schema import (
     RESOURCE_SECTIONS,
     TOP_LEVEL_KEYS,
     BackendBlock,
+    EmulatorBlock,
     ProviderBlock,
     ResourceBlock,
     foreign_fields,
@@ -47,7 +48,9 @@ from reconciler.model import Address, Kind, Resource
 from reconciler.providers.base import ProviderSettings
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
-_MAP_SECTIONS = ("providers", "variables", "backend")
+_MAP_SECTIONS = ("providers", "variables", "backend", "emulator")
+_KEYED_SECTIONS = ("backend", "emulator")
+_BlockT = TypeVar("_BlockT", bound=BaseModel)  # one block of settings, merged key by key across files
 _REFERENCE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+)\])?$")
 
 
@@ -79,6 +82,7 @@ class Config:
     backend: BackendSettings | None
     marks: dict[Address, SourceMark]
     secrets: frozenset[str] = field(repr=False)
+    emulator: dict[str, Any] = field(default_factory=dict)  # the emulator block's settings that were given
 
 
 def load_config(
@@ -166,6 +170,7 @@ class _ConfigLoader:
         self._reject_cycles(resources, edge_fields, {m.address: m.origin for m in members})
         providers = self._providers(resources, interpolator)
         backend = self._backend(name, interpolator)
+        emulator = self._emulator(interpolator)
         return Config(
             name=name,
             root=self.path if self.path.is_dir() else self.path.parent,
@@ -173,6 +178,7 @@ class _ConfigLoader:
             resources=resources,
             providers=providers,
             backend=backend,
+            emulator=emulator,
             marks={member.address: member.origin.mark() for member in members},
             secrets=frozenset(self.secrets),
         )
@@ -236,7 +242,7 @@ class _ConfigLoader:
         for key, item in value.items():
             if key in merged:
                 first = merged[key][1]
-                first_mark = first.mark((key,) if section == "backend" else (), at_key=True)
+                first_mark = first.mark((key,) if section in _KEYED_SECTIONS else (), at_key=True)
                 raise section_origin.error(
                     FieldIssue(
                         (key,),
@@ -245,7 +251,7 @@ class _ConfigLoader:
                         at_key=True,
                     )
                 )
-            if section == "backend":
+            if section in _KEYED_SECTIONS:
                 merged[key] = (item, section_origin)
             else:
                 merged[key] = (item, Origin(document, (section, key)))
@@ -613,8 +619,11 @@ class _ConfigLoader:
         entry = self.entries[user.kind][user.name]
         raise ConfigError(message, entry.origin.mark(("provider",)), entry.origin.field(("provider",)), hint)
 
-    def _backend(self, config_name: str, interpolator: Interpolator) -> BackendSettings | None:
-        entries = self.maps["backend"]
+    def _settings_block(
+        self, section: str, model: type[_BlockT], interpolator: Interpolator
+    ) -> tuple[_BlockT, Callable[[FieldIssue], Origin]] | None:
+        """A keyed section (backend, emulator) merged across files, interpolated and validated."""
+        entries = self.maps[section]
         if not entries:
             return None
         first_origin = next(iter(entries.values()))[1]
@@ -631,10 +640,32 @@ class _ConfigLoader:
             return first_origin
 
         try:
-            block = BackendBlock.model_validate(data)
+            return model.model_validate(data), origin_of
         except ValidationError as exc:
-            issue = issue_from_validation_error(exc, data, BackendBlock)
+            issue = issue_from_validation_error(exc, data, model)
             raise origin_of(issue).error(issue) from None
+
+    def _emulator(self, interpolator: Interpolator) -> dict[str, Any]:
+        parsed = self._settings_block("emulator", EmulatorBlock, interpolator)
+        if parsed is None:
+            return {}
+        block, origin_of = parsed
+        if block.faults is not None:
+            from reconciler.emulator.faults import FaultConfig, FaultSpecError
+
+            try:
+                FaultConfig.parse(block.faults, block.seed or 0)
+            except FaultSpecError as exc:
+                problem = FieldIssue(("faults",), str(exc))
+                raise origin_of(problem).error(problem) from None
+        return block.model_dump(exclude_none=True)
+
+    def _backend(self, config_name: str, interpolator: Interpolator) -> BackendSettings | None:
+        parsed = self._settings_block("backend", BackendBlock, interpolator)
+        if parsed is None:
+            return None
+        block, origin_of = parsed
+        entries = self.maps["backend"]
         if block.type == "local" and block.url is not None:
             problem = FieldIssue(
                 ("url",), "a local backend takes path, not url", hint="or set type: postgres"

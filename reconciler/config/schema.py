@@ -215,6 +215,19 @@ class BackendBlock(StrictModel):
     stack: NonEmpty | None = Field(default=None, description="postgres: state key; default: the config name")
 
 
+class EmulatorBlock(StrictModel):
+    """How the built-in emulator behaves for `endpoint: embedded` (RECONCILER_EMULATOR_* override)."""
+
+    boot_seconds: NonNegativeFloat | None = Field(default=None, description="pending -> active")
+    delete_seconds: NonNegativeFloat | None = Field(default=None, description="deleting -> gone")
+    list_lag_seconds: NonNegativeFloat | None = Field(
+        default=None, description="how far Forward's cached lists lag writes"
+    )
+    latency_ms: NonNegativeFloat | None = Field(default=None, description="added to every call")
+    faults: NonEmpty | None = Field(default=None, description="fault spec, e.g. shadeform.create=lost_response:0.5")
+    seed: NonNegativeInt | None = Field(default=None, description="seed of fault probabilities")
+
+
 class LifecycleBlock(StrictModel):
     prevent_destroy: bool = False
     create_before_destroy: bool = False
@@ -382,6 +395,7 @@ class ConfigDocument(StrictModel):
         default_factory=dict
     )
     backend: BackendBlock | None = None
+    emulator: EmulatorBlock | None = None
     ssh_keys: list[SshKeyEntry] = Field(default_factory=list)
     volumes: list[VolumeEntry] = Field(default_factory=list)
     instances: list[InstanceEntry] = Field(default_factory=list)

@@ -179,3 +179,15 @@ async def test_instance_stuck_pending_past_create_timeout_is_recorded_then_repla
     fixed = await run.plan_and_apply()
     assert fixed.ok
     assert run.live_ids() == state_ids(run.backend.read())
+
+
+async def test_emulator_block_of_the_config_switches_faults_on(tmp_path: Path) -> None:
+    run = Run(tmp_path, CONFIG + "emulator:\n  boot_seconds: 0.05\n  faults: shadeform.volumes.create=capacity\n")
+    doc = run.backend.read()
+    settings = engine.providers_in_use(run.config, doc)
+    async with engine.open_providers(settings, run.sandbox, {}, run.config.emulator) as providers:
+        outcome = await engine.make_plan(providers, run.config, doc, PlanOptions())
+        result = await engine.apply_plan(
+            outcome.plan, outcome.state, run.backend, providers, ApplyOptions(poll_interval=0.02)
+        )
+    assert [key for key, _ in result.failed] == ["create:volumes.data"]
