@@ -43,6 +43,7 @@ from reconciler.config import Config, load_config
 from reconciler.emulator.embedded import EmbeddedCloud
 from reconciler.model import Action, Plan
 from reconciler.planner import PlanOptions, plan_changes
+from reconciler.providers.base import DEFAULT_RATE_LIMIT
 from reconciler.state.local import LocalStateBackend
 from reconciler.state.model import StateDocument
 
@@ -243,7 +244,8 @@ async def apply_versus(
         creates = sum(expected.values())
 
         with _modelled_cloud(settings) as cloud:
-            providers = embedded_providers(cloud, config)
+            # Our client paced as against a real API (the in-process emulator is unpaced by default).
+            providers = embedded_providers(cloud, config, rate_limit=DEFAULT_RATE_LIMIT)
             serial = doc.serial
             try:
                 started = time.perf_counter()
