@@ -34,7 +34,13 @@ from reconciler.state.backend import StateBackend
 from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
 
 OUTCOME_UNKNOWN = "create_outcome_unknown"
-CREATE_ATTEMPTS = 3
+CREATE_ATTEMPTS = 6
+
+
+def _sent_now() -> str:
+    """When a create is (about to be) sent, to the microsecond: a crash recovery waits out a
+    lagging list's consistency window from this instant."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class ApplyObserver(Protocol):
@@ -416,17 +422,16 @@ class Applier:
         async with self._slots:
             self._begin(change, "create")
             current = self.doc.resources.get(address)
+            deposed: DeposedResource | None = None
             if current is not None and change.action is Action.REPLACE:
                 # create_before_destroy: the old object waits in `deposed` for its delete step.
-                self.doc.deposed.append(DeposedResource(address=address, **current.model_dump()))
+                deposed = DeposedResource(address=address, **current.model_dump())
+                self.doc.deposed.append(deposed)
                 del self.doc.resources[address]
             elif current is not None:
                 # A plain create over a state entry: the plan found that object gone (deleted
                 # outside), so there is nothing left to delete and the entry is dropped.
                 del self.doc.resources[address]
-            # Recorded once a slot is free, right before the call and to the microsecond: a
-            # later run counts a lagging list's consistency window from this instant, so
-            # time spent queued for a slot must not be in it.
             pending = PendingOperation(
                 op="create",
                 address=address,
@@ -437,11 +442,13 @@ class Applier:
                 attributes=masked,
                 depends_on=[str(d) for d in change.depends_on],
                 hourly_price=change.hourly_after or None,
-                started_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+                started_at=_sent_now(),
             )
             self.doc.pending.append(pending)
             await self.writer.persist()
-            created_id, status = await self._create_once_only(provider, kind, spec, marker, pending)
+            created_id, status, pending = await self._create_once_only(
+                provider, kind, spec, marker, pending, deposed
+            )
         self.doc.resources[address] = ResourceState(
             provider=change.provider,
             kind=kind.value,
@@ -460,33 +467,68 @@ class Applier:
         return created_id
 
     async def _create_once_only(
-        self, provider: Provider, kind: Kind, spec: dict[str, Any], marker: str, pending: PendingOperation
-    ) -> tuple[str, str]:
-        """Create, and when the answer is lost, find the object by marker before any retry."""
+        self,
+        provider: Provider,
+        kind: Kind,
+        spec: dict[str, Any],
+        marker: str,
+        pending: PendingOperation,
+        deposed: DeposedResource | None,
+    ) -> tuple[str, str, PendingOperation]:
+        """Create; when the answer is lost, find the object by marker before any retry.
+
+        The pending record is stamped again right before every send (a crash recovery counts
+        a lagging list's window from it). Once an attempt's outcome is unknown the record is
+        never cleared here, whatever later attempts answer: the next run settles it.
+        """
+        ambiguous = False
         for attempt in range(1, CREATE_ATTEMPTS + 1):
+            if attempt > 1:
+                restamped = pending.model_copy(update={"started_at": _sent_now()})
+                self.doc.pending = [restamped if p is pending else p for p in self.doc.pending]
+                pending = restamped
+                await self.writer.persist()
             try:
                 created = await provider.create(kind, spec, marker)
                 status = created.live.status.value if created.live else Status.PENDING.value
                 if kind is not Kind.INSTANCE:
                     status = Status.ACTIVE.value
-                return created.id, status
+                return created.id, status, pending
             except ProviderError as exc:
-                if exc.error_type != OUTCOME_UNKNOWN:
-                    self.doc.pending = [p for p in self.doc.pending if p is not pending]
-                    await self.writer.persist()
-                    raise
-                found = await self._find_by_marker(provider, kind, marker)
-                if found is not None:
-                    return found.id, found.status.value
-                if attempt == CREATE_ATTEMPTS:
+                last_try = attempt == CREATE_ATTEMPTS
+                if exc.error_type == OUTCOME_UNKNOWN:
+                    ambiguous = True
+                    found = await self._find_by_marker(provider, kind, marker)
+                    if found is not None:
+                        return found.id, found.status.value, pending
+                    if last_try:
+                        raise
+                elif exc.retryable and not last_try:
+                    # Refused before acting (429, no connection): wait as the API asks.
+                    await asyncio.sleep(exc.retry_after if exc.retry_after is not None else 2.0**attempt / 4)
+                else:
+                    if not ambiguous:
+                        self.doc.pending = [p for p in self.doc.pending if p is not pending]
+                        if deposed is not None:
+                            # Nothing replaced it: the old object is the resource again.
+                            self.doc.deposed = [d for d in self.doc.deposed if d is not deposed]
+                            self.doc.resources[deposed.address] = ResourceState(
+                                **deposed.model_dump(exclude={"address"})
+                            )
+                        await self.writer.persist()
                     raise
         raise AssertionError("unreachable")
 
     async def _find_by_marker(self, provider: Provider, kind: Kind, marker: str) -> LiveResource | None:
         deadline = self.clock() + provider.list_consistency_seconds
         while True:
+            tracked = {r.id for r in self.doc.resources.values()}
             for res in await provider.list(kind):
-                if res.marker == marker and res.status not in (Status.DELETED, Status.DELETING):
+                if (
+                    res.marker == marker
+                    and res.id not in tracked
+                    and res.status not in (Status.DELETED, Status.DELETING)
+                ):
                     return res
             if self.clock() >= deadline:
                 return None
@@ -535,18 +577,30 @@ class Applier:
                 self.observer.waiting(change, seen.status.value, elapsed)
                 last_report = self.clock()
 
+    def _owner_of(self, address: str, id: str, planned: str) -> str:
+        """The provider that holds object `id`: the one state recorded it under, which is not the
+        plan's provider when the configuration moved the resource to another provider."""
+        current = self.doc.resources.get(address)
+        if current is not None and current.id == id:
+            return current.provider
+        for old in self.doc.deposed:
+            if old.id == id:
+                return old.provider
+        return planned
+
     async def _delete(self, change: Change, wait_gone: bool) -> str | None:
         kind = change.address.kind
-        provider = self.providers[change.provider]
         address = str(change.address)
         assert change.id is not None
         delete_id = change.deposed or change.id
+        provider_name = self._owner_of(address, delete_id, change.provider)
+        provider = self.providers[provider_name]
         async with self._slots:
             self._begin(change, "delete")
             pending = PendingOperation(
                 op="delete",
                 address=address,
-                provider=change.provider,
+                provider=provider_name,
                 kind=kind.value,
                 marker=change.marker or "",
                 name=str((change.before or {}).get("name", "")),
@@ -561,7 +615,7 @@ class Applier:
                 await self.writer.persist()
                 raise
         if wait_gone and kind is Kind.INSTANCE:
-            await self._wait_gone(change, provider, delete_id)
+            await self._wait_gone(change, provider_name, delete_id)
         current = self.doc.resources.get(address)
         if current is not None and current.id == delete_id:
             del self.doc.resources[address]
@@ -570,9 +624,9 @@ class Applier:
         await self.writer.persist()
         return delete_id
 
-    async def _wait_gone(self, change: Change, provider: Provider, id: str) -> None:
+    async def _wait_gone(self, change: Change, provider_name: str, id: str) -> None:
         started = self.clock()
-        watcher = self._watcher(change.provider)
+        watcher = self._watcher(provider_name)
         while True:
             seen = await watcher.observe(id)
             if seen is None or seen.status is Status.DELETED:

@@ -134,6 +134,17 @@ class Location:
             raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
         return self.backend.read()
 
+    def read_settled_state(self, what: str) -> StateDocument:
+        """State for an edit by hand: refused while an interrupted run's operations are unsettled,
+        since moving addresses or ids under them could lose or misplace what they created."""
+        doc = self.backend.read()
+        if doc.pending:
+            raise StateError(
+                f"{what}: state has {len(doc.pending)} pending operation(s) from an interrupted run",
+                hint="run `reconciler refresh` (or apply) first to settle them; nothing was changed",
+            )
+        return doc
+
 
 def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """-f/--state/--var/--var-file/--backend-config/--lock-timeout/--no-color, as one `loc` argument."""
@@ -395,6 +406,12 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
         if req.saved is not None:
             engine.check_saved_plan(req.saved, doc)
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=True)
+            if outcome.settled:
+                raise StateError(
+                    "the saved plan is stale: operations of an interrupted run were settled since it "
+                    "was made (" + "; ".join(outcome.settled) + ")",
+                    hint="run plan again; nothing was changed",
+                )
             plan, doc = req.saved, outcome.state
         else:
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=req.refresh_live)
@@ -515,7 +532,7 @@ def import_(loc: Location, address: str, id: str) -> None:
     """Adopt an existing object (ID) as ADDRESS, which the configuration declares."""
     target = _addresses((address,), "ADDRESS")[0]
     with loc.locked("import"):
-        doc = loc.backend.read()
+        doc = loc.read_settled_state("import")
         new = _run(_with_providers(loc, doc, lambda p: engine.import_resource(p, loc.config, doc, target, id)))
         new.serial = doc.serial + 1
         loc.backend.write(new)
@@ -600,7 +617,8 @@ def state_show(loc: Location, address: str) -> None:
 
 def _edit_state(loc: Location, operation: str, edit: Callable[[StateDocument], str]) -> None:
     with loc.locked(operation):
-        doc = loc.read_existing_state()
+        loc.read_existing_state()
+        doc = loc.read_settled_state(operation)
         new = doc.model_copy(deep=True)
         message = edit(new)
         new.serial = doc.serial + 1
@@ -668,7 +686,7 @@ def state_push(loc: Location, file: Path, force: bool) -> None:
     """Replace the stored state with FILE (refused unless it is the same lineage and newer)."""
     pushed = StateDocument.from_json_text(file.read_text(encoding="utf-8"), str(file))
     with loc.locked("state push"):
-        current = loc.backend.read()
+        current = loc.read_settled_state("state push")
         exists = loc.backend.exists()
         if exists and not force:
             if pushed.lineage != current.lineage:

@@ -175,6 +175,7 @@ async def open_providers(
     """Clients for each provider; embedded ones share one in-process emulator world."""
     providers: dict[str, Provider] = {}
     cloud_cm: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    knobs: dict[str, Any] = {}
     if any(s.embedded for s in settings.values()):
         from reconciler.emulator.embedded import EmbeddedCloud
 
@@ -187,10 +188,13 @@ async def open_providers(
                 if s.embedded:
                     assert cloud is not None
                     transport = cloud.transport(name)  # type: ignore[attr-defined]
+                    lag = float(knobs.get("list_lag_seconds", 0.0))
                     s = replace(
                         s,
                         api_key=s.api_key or EMBEDDED_API_KEY,
                         options={**s.options, "base_url": cloud.base_url(name)},  # type: ignore[attr-defined]
+                        # Lists the emulator is told to lag are waited out like a real cache.
+                        list_consistency_seconds=s.list_consistency_seconds or (lag + 0.5 if lag else 0.0),
                     )
                 providers[name] = make_provider(s, transport)
             yield providers

@@ -310,7 +310,7 @@ def mask_sensitive(attributes: dict[str, Any], paths: tuple[str, ...], salt: str
 
 def new_marker(lineage: str) -> str:
     """An ownership marker: this state's lineage prefix plus a per-create nonce."""
-    return f"rc-{lineage.replace('-', '')[:8]}-{secrets.token_hex(3)}"
+    return f"rc-{lineage.replace('-', '')[:8]}-{secrets.token_hex(8)}"
 
 
 def marker_belongs_to(marker: str | None, lineage: str) -> bool:

@@ -37,6 +37,9 @@ from reconciler.model import (
 from reconciler.state.model import DeposedResource, ResourceState, StateDocument
 
 LiveKey = tuple[str, Kind]
+# A create is stamped right before it is sent; the client may still wait this long for its
+# own pacing before the request leaves, so a lagging list's window is counted from later.
+PRE_SEND_SLACK_SECONDS = 5.0
 GONE_STATUSES = (Status.DELETING, Status.DELETED)
 OFFERING_KEY = "offering"
 REFERENCE_KEYS = ("ssh_key", "volumes")
@@ -115,13 +118,11 @@ def resolve_pending(
             if op.id and not found:
                 hit = live.lookup(op.provider, kind, op.id)
                 found = [hit] if hit else []
-            found = [r for r in found if r.status not in GONE_STATUSES]
+            tracked = {r.id for r in new.resources.values()} | {d.id for d in new.deposed}
+            found = [r for r in found if r.status not in GONE_STATUSES and r.id not in tracked]
             if found:
                 adopted = sorted(found, key=lambda r: r.id)[0]
-                current = new.resources.get(op.address)
-                if current is not None and current.id != adopted.id:
-                    new.deposed.append(DeposedResource(address=op.address, **current.model_dump()))
-                new.resources[op.address] = ResourceState(
+                adopted_state = ResourceState(
                     provider=op.provider,
                     kind=op.kind,
                     id=adopted.id,
@@ -132,6 +133,16 @@ def resolve_pending(
                     hourly_price=op.hourly_price if op.hourly_price is not None else adopted.hourly_price,
                     created_at=op.started_at,
                 )
+                if op.address in new.resources:
+                    # The address was taken meanwhile (import, state mv or push): state's entry
+                    # stays; the interrupted run's object is ours and is deleted, not leaked.
+                    new.deposed.append(DeposedResource(address=op.address, **adopted_state.model_dump()))
+                    notes.append(
+                        f"{op.address}: {adopted.id}, created by an interrupted run, is not what state "
+                        "now tracks there; it is deleted"
+                    )
+                    continue
+                new.resources[op.address] = adopted_state
                 notes.append(
                     f"{op.address}: adopted {adopted.id} created by an interrupted run (marker {op.marker})"
                 )
@@ -142,6 +153,8 @@ def resolve_pending(
                 continue
             started = _parse_time(op.started_at)
             window = consistency.get(op.provider, 0.0)
+            if window > 0:
+                window += PRE_SEND_SLACK_SECONDS
             if started is not None and window > 0 and (now - started).total_seconds() < window:
                 keep.append(op)
                 unresolved.append(

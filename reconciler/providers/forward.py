@@ -106,7 +106,9 @@ class ForwardProvider:
     ) -> None:
         self.settings = settings
         base_url = resolve_base_url(settings, DEFAULT_BASE_URL, transport)
-        self._real_api = transport is None and base_url.rstrip("/") == DEFAULT_BASE_URL
+        # Anything but the in-process emulator (the real API, a staging URL, a proxy, a served
+        # emulator) may serve lists from a cache: unless told otherwise, allow for it.
+        self._cached_lists = not settings.embedded
         self.api = ApiClient(
             provider=self.name,
             base_url=base_url,
@@ -131,7 +133,7 @@ class ForwardProvider:
     def list_consistency_seconds(self) -> float:
         """How long Forward's cached lists may lag a write."""
         configured = self.settings.list_consistency_seconds
-        if self._real_api and configured <= 0:
+        if self._cached_lists and configured <= 0:
             return REAL_API_LIST_CONSISTENCY_SECONDS
         return configured
 

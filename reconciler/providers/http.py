@@ -333,7 +333,9 @@ class ApiClient:
         path = route.format(**{k: quote(v, safe="") for k, v in (ids or {}).items()})
         call = f"{method} {route}"
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
+            # A create is sent once: the caller retries it, after re-recording the moment it
+            # is sent, so a crash recovery's list-lag window is counted from the real send.
+            stop=stop_after_attempt(1 if create else self.max_retries + 1),
             wait=self._wait,
             retry=retry_if_exception(self._retry_now),
             sleep=self._sleep,
@@ -415,11 +417,10 @@ class ApiClient:
                 retryable=True,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
+        if status >= 500 and create:
+            # Whatever a 5xx says (even "capacity"), the write may have happened.
+            return self.create_outcome_unknown(f"{status} {body.type or 'server error'}: {message}", status)
         if status >= 500 and not self._is_capacity_error(status, body):
-            if create:
-                return self.create_outcome_unknown(
-                    f"{status} {body.type or 'server error'}: {message}", status
-                )
             return self._error(
                 message,
                 status=status,

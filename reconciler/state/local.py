@@ -21,6 +21,8 @@ from reconciler.errors import StateConflictError, StateError, StateLockedError
 from reconciler.state.backend import LockInfo
 from reconciler.state.model import StateDocument
 
+HOLDER_RECORD_WAIT_SECONDS = 2.0
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -143,6 +145,16 @@ class LocalStateBackend:
         except (OSError, ValueError, TypeError):
             return None
 
+    def _holder_info(self) -> LockInfo | None:
+        """Who holds the lock. The holder writes its record just after taking the OS lock, so a
+        run refused in that instant waits briefly for the record instead of naming no one."""
+        deadline = time.monotonic() + HOLDER_RECORD_WAIT_SECONDS
+        while True:
+            info = self._read_lock_info()
+            if info is not None or time.monotonic() >= deadline:
+                return info
+            time.sleep(0.02)
+
     def _locked_error(self, holder: LockInfo | None) -> StateLockedError:
         if holder is None:
             return StateLockedError(
@@ -169,7 +181,7 @@ class LocalStateBackend:
                 break
             except Timeout:
                 if time.monotonic() >= deadline:
-                    raise self._locked_error(self._read_lock_info()) from None
+                    raise self._locked_error(self._holder_info()) from None
         try:
             leftover = self._read_lock_info()
             # The OS lock was free, so any info file left behind is from a run that died.

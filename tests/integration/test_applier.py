@@ -12,7 +12,7 @@ from reconciler.applier import ApplyOptions, ApplyResult
 from reconciler.config import load_config
 from reconciler.emulator.embedded import EmbeddedCloud
 from reconciler.errors import ProviderError
-from reconciler.model import Action, Kind
+from reconciler.model import Action, Address, Kind
 from reconciler.planner import PlanOptions
 from reconciler.state.local import LocalStateBackend
 from reconciler.state.model import StateDocument
@@ -191,3 +191,65 @@ async def test_emulator_block_of_the_config_switches_faults_on(tmp_path: Path) -
             outcome.plan, outcome.state, run.backend, providers, ApplyOptions(poll_interval=0.02)
         )
     assert [key for key, _ in result.failed] == ["create:volumes.data"]
+
+
+async def test_moving_a_resource_to_another_provider_deletes_it_where_it_lives(tmp_path: Path) -> None:
+    """The delete of the old object goes to the provider state recorded it under, not the new one."""
+    run = Run(tmp_path, key_only("shadeform"))
+    assert (await run.plan_and_apply()).ok
+    old_id = run.backend.read().resources["ssh_keys.deploy"].id
+    run.config = Run(tmp_path, key_only("forward")).config
+    moved = await run.plan_and_apply()
+    assert moved.ok
+    assert run.backend.read().resources["ssh_keys.deploy"].provider == "forward"
+    assert old_id not in run.live_ids(), "the Shadeform key was left running"
+    assert run.live_ids() == state_ids(run.backend.read())
+
+
+def key_only(provider: str) -> str:
+    return f'ssh_keys:\n  - {{name: deploy, provider: {provider}, public_key: "{PUBLIC_KEY}"}}\n'
+
+
+
+async def test_unknown_outcome_then_a_refusal_keeps_the_pending_record(tmp_path: Path) -> None:
+    """A lost answer the lagging list cannot confirm, then a clear refusal: the first create may
+    exist, so the record stays for the next run to settle (adopt), never cleared into a leak."""
+    text = CONFIG + "providers:\n  forward:\n    list_consistency_seconds: 0.1\n"
+    run = Run(tmp_path, text)
+    faults = "forward.instances.create=lost_response@times=1;forward.instances.create=capacity@every=2"
+    env = {**FAST, "RECONCILER_EMULATOR_FAULTS": faults, "RECONCILER_EMULATOR_LIST_LAG_SECONDS": "2"}
+    doc = run.backend.read()
+    settings = engine.providers_in_use(run.config, doc)
+    async with engine.open_providers(settings, run.sandbox, env) as providers:
+        outcome = await engine.make_plan(providers, run.config, doc, PlanOptions(targets=(WORKER0,)))
+        result = await engine.apply_plan(
+            outcome.plan, outcome.state, run.backend, providers, ApplyOptions(poll_interval=0.02)
+        )
+    assert not result.ok
+    pending = run.backend.read().pending
+    assert [p.address for p in pending] == ["instances.worker[0]"]
+    settled = await run.plan_and_apply()
+    assert settled.ok
+    workers = [e for e in run.ledger() if e["name"].startswith("worker-0")]
+    assert len(workers) == 1, "adopted, not created twice"
+    assert run.live_ids() == state_ids(run.backend.read())
+
+
+WORKER0 = Address.parse("instances.worker[0]")
+
+
+async def test_failed_create_before_destroy_keeps_the_running_object(tmp_path: Path) -> None:
+    cbd = CONFIG.replace(
+        "    shade_instance_type: A6000\n",
+        "    shade_instance_type: A6000\n    lifecycle: {create_before_destroy: true}\n",
+    )
+    run = Run(tmp_path, cbd)
+    assert (await run.plan_and_apply()).ok
+    old_id = run.backend.read().resources["instances.trainer"].id
+    run.config = Run(tmp_path, cbd.replace("shade_instance_type: A6000", "shade_instance_type: A100")).config
+    failed = await run.plan_and_apply("shadeform.instances.create=capacity")
+    assert not failed.ok
+    doc = run.backend.read()
+    assert doc.resources["instances.trainer"].id == old_id and doc.deposed == []
+    assert old_id in run.live_ids()
+    assert await run.pending_actions() == {"instances.trainer": Action.REPLACE}

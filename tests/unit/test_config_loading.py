@@ -566,6 +566,7 @@ def test_schema_lists_every_top_level_key_and_provider() -> None:
         "providers",
         "variables",
         "backend",
+        "emulator",
         "ssh_keys",
         "volumes",
         "instances",

@@ -360,12 +360,17 @@ async def test_create_is_never_retried_after_an_ambiguous_failure(
         httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "rate limited"}),
     ],
 )
-async def test_create_is_retried_when_the_api_cannot_have_acted(failure: httpx.Response | Exception) -> None:
+async def test_create_is_sent_once_and_a_refusal_before_acting_is_retryable(
+    failure: httpx.Response | Exception,
+) -> None:
+    """The applier retries it, re-recording when it is sent (a crash recovery counts from there)."""
     clock = FakeClock()
     handler, seen = scripted(failure, httpx.Response(200, json={"id": "new"}))
     client = make_client(handler, clock)
-    assert await client.request("POST", "/things/create", json={}, create=True) == {"id": "new"}
-    assert len(seen) == 2
+    with pytest.raises(ProviderError) as info:
+        await client.request("POST", "/things/create", json={}, create=True)
+    assert info.value.retryable and info.value.error_type != CREATE_OUTCOME_UNKNOWN
+    assert len(seen) == 1 and clock.sleeps == []
 
 
 async def test_create_rejected_by_validation_is_a_plain_error() -> None:
@@ -387,12 +392,13 @@ async def test_connection_errors_name_no_key() -> None:
     assert_key_absent(info.value)
 
 
-async def test_a_server_error_that_says_capacity_is_a_capacity_error_even_on_create() -> None:
+async def test_a_server_error_on_create_is_an_unknown_outcome_even_if_it_says_capacity() -> None:
     clock = FakeClock()
     handler, seen = scripted(
         httpx.Response(503, json={"error": {"type": "provider_error", "message": "no capacity"}})
     )
     client = make_client(handler, clock)
-    with pytest.raises(CapacityError):
+    with pytest.raises(ProviderError) as info:
         await client.request("POST", "/things/create", json={}, create=True)
+    assert info.value.error_type == CREATE_OUTCOME_UNKNOWN and not isinstance(info.value, CapacityError)
     assert len(seen) == 1
