@@ -253,3 +253,10 @@ async def test_failed_create_before_destroy_keeps_the_running_object(tmp_path: P
     assert doc.resources["instances.trainer"].id == old_id and doc.deposed == []
     assert old_id in run.live_ids()
     assert await run.pending_actions() == {"instances.trainer": Action.REPLACE}
+
+
+async def test_rate_limited_creates_are_sent_again_after_the_wait(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    result = await run.plan_and_apply("shadeform.*.create=rate_limit@retry_after=0,times=2")
+    assert result.ok, result.failed
+    assert len(run.ledger()) == 6, "each created once"

@@ -247,15 +247,19 @@ async def test_create_that_may_have_failed_is_not_retried(
     assert provider.calls["POST /instances/create"] == 1
 
 
-async def test_rate_limited_create_is_retried_after_retry_after(
+async def test_rate_limited_create_is_refused_retryable_with_the_wait_the_api_asks(
     provider: ShadeformProvider, cloud: EmbeddedCloud, sleep: ClockSleep
 ) -> None:
+    """The client sends a create once; the applier waits Retry-After and sends it again."""
     cloud.set_faults("shadeform.instances.create=rate_limit@retry_after=3,times=1")
-    created = await provider.create(
-        Kind.INSTANCE, instance_spec(shadeform_placements(available=True)[0]), MARKER
-    )
+    spec = instance_spec(shadeform_placements(available=True)[0])
+    with pytest.raises(ProviderError) as refused:
+        await provider.create(Kind.INSTANCE, spec, MARKER)
+    assert refused.value.retryable and refused.value.retry_after == 3.0
+    assert cloud.world.ledger(api="shadeform") == []
+    created = await provider.create(Kind.INSTANCE, spec, MARKER)
     assert created.id
-    assert provider.calls["POST /instances/create"] == 2 and 3.0 in sleep.sleeps
+    assert provider.calls["POST /instances/create"] == 2 and 3.0 not in sleep.sleeps
     assert len(cloud.world.ledger(api="shadeform")) == 1
     assert provider.api.bucket.rate < provider.api.bucket.max_rate
 
