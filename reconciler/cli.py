@@ -85,6 +85,28 @@ class Session:
         return text
 
 
+class _ScrubbedStream:
+    """A text stream that removes the session's secrets from everything written to it
+    (apply progress lines and events carry provider error texts, which may echo values)."""
+
+    def __init__(self, session: Session, inner: Any) -> None:
+        self._session = session
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(self._session.scrub(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._inner.isatty())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 @dataclass
 class Location:
     """Where the configuration and its state are, as the common flags say."""
@@ -281,7 +303,7 @@ def _print_notes(session: Session, title: str, notes: tuple[str, ...]) -> None:
         return
     console.print(f"{title}:")
     for note in notes:
-        console.print(f"  - {note}", markup=False)
+        console.print(session.scrub(f"  - {note}"), markup=False)
 
 
 @cli.command()
@@ -295,6 +317,8 @@ def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], rese
          as_json: bool, out: Path | None, destroy: bool, refresh_only: bool, detailed_exitcode: bool) -> None:
     """Show what apply would change, and what it costs."""
     options = _plan_options(destroy, targets, replace, reselect)
+    if out is not None and (out.is_dir() or not out.absolute().parent.is_dir()):
+        raise ReconcilerError(f"-out {out}: not a file in an existing directory", hint="nothing was planned")
     with loc.locked("plan"):
         doc = loc.backend.read()
         if refresh_only:
@@ -422,7 +446,9 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
             if plan.has_changes:
                 _confirm(session, req.auto_approve, req.what)
         stop = asyncio.Event()
-        observer = make_apply_observer(session.console(), req.as_json)
+        console = session.console()
+        console.file = _ScrubbedStream(session, console.file)  # type: ignore[assignment]
+        observer = make_apply_observer(console, req.as_json)
         with _interruptible(session, stop):
             result = await engine.apply_plan(plan, doc, loc.backend, providers, req.apply_options(embedded),
                                              observer, stop)
@@ -449,6 +475,13 @@ def apply(loc: Location, plan_file: Path | None, targets: tuple[str, ...], repla
     """Make the infrastructure match the configuration, or run a saved plan exactly."""
     saved = None
     if plan_file is not None:
+        ignored = [flag for flag, given in (("--target", targets), ("--replace", replace), ("--reselect", reselect),
+                                            ("--refresh=false", not refresh_live), ("--var", loc.cli_vars)) if given]
+        if ignored:
+            raise ReconcilerError(
+                f"{', '.join(ignored)} cannot be used with a saved plan: it runs exactly what it shows",
+                hint="pass them to `reconciler plan -out FILE` instead",
+            )
         plan_obj, plan_config = read_plan_file(plan_file)
         saved = restore_secrets(plan_obj, loc.config.resources, loc.config.name, plan_config)
     _apply_command(loc, ApplyRequest(
@@ -752,9 +785,12 @@ def state_migrate(loc: Location, to_type: str, to_config: tuple[str, ...]) -> No
 
 def main() -> NoReturn:
     """Entry point: one line per error, no traceback unless --debug; exit 1 on any error."""
-    session = Session(debug="--debug" in sys.argv[1:])
+    argv = sys.argv[1:]
+    session = Session(debug="--debug" in argv)
+    if session.debug:
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
     try:
-        cli.main(args=sys.argv[1:], prog_name="reconciler", standalone_mode=False, obj=session)
+        cli.main(args=argv, prog_name="reconciler", standalone_mode=False, obj=session)
     except SystemExit as exc:
         sys.exit(exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR))
     except click.exceptions.Abort:

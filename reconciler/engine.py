@@ -94,6 +94,9 @@ def open_backend(
         raise ReconcilerError(f"backend type {settings['type']!r} is not known", hint="use local or postgres")
     from reconciler.state.postgres import PostgresStateBackend
 
+    if settings["url"] and not str(settings["url"]).startswith(("postgresql://", "postgres://")):
+        # The text is not echoed: a mistyped URL may still hold a password.
+        raise StateError("the postgres backend url must start with postgresql:// (or postgres://)")
     if not settings["url"]:
         raise StateError(
             "backend type postgres needs a url",

@@ -19,6 +19,7 @@ from reconciler.errors import PlanError
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
     CREATE_TIMED_OUT,
+    MASK_PREFIX,
     Action,
     Address,
     Change,
@@ -251,13 +252,27 @@ def _desired_attributes(
 
 
 def _refreshed_before(prior: ResourceState, observed: LiveResource | None) -> dict[str, Any]:
-    """State attributes overlaid with what the API reports now (drift shows as a diff)."""
+    """State attributes overlaid with what the API reports now (drift shows as a diff).
+
+    Where state keeps a sensitive value's digest, the digest stays: the API reports the
+    value in clear, which must neither count as drift nor reach a plan, state or output.
+    """
     before = dict(prior.attributes)
     if observed is not None:
         for key, value in observed.attributes.items():
             if key in before and key not in REFERENCE_KEYS:
-                before[key] = value
+                before[key] = _overlay_keeping_digests(before[key], value)
     return before
+
+
+def _overlay_keeping_digests(stored: Any, reported: Any) -> Any:
+    if isinstance(stored, str) and stored.startswith(MASK_PREFIX):
+        return stored
+    if isinstance(stored, dict) and isinstance(reported, dict):
+        return {k: _overlay_keeping_digests(stored[k], v) if k in stored else v for k, v in reported.items()}
+    if isinstance(stored, list) and isinstance(reported, list) and len(stored) == len(reported):
+        return [_overlay_keeping_digests(a, b) for a, b in zip(stored, reported, strict=True)]
+    return reported
 
 
 def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], ignore: Iterable[str]) -> list[str]:

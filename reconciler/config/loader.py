@@ -31,6 +31,7 @@ from reconciler.config.diagnostics import (
 from reconciler.config.interpolation import Interpolator
 from reconciler.config.schema import (
     KNOWN_PROVIDERS,
+    MAX_COUNT,
     RESOURCE_MODELS,
     RESOURCE_SECTIONS,
     TOP_LEVEL_KEYS,
@@ -311,6 +312,8 @@ class _ConfigLoader:
             count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise origin.fail(("count",), f"count must be a whole number >= 0, not {count!r}")
+        if count > MAX_COUNT:
+            raise origin.fail(("count",), f"count {count} is more than {MAX_COUNT} resources of one entry")
         return count
 
     def _declare(self, kind: Kind, name: Any, provider: str, count: int | None, origin: Origin) -> _Entry:

@@ -173,6 +173,9 @@ DollarAmount = Annotated[
 ]
 
 
+MAX_COUNT = 10_000  # a typo like 100000000 must fail at once, not exhaust the machine
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors: a typo must fail loudly, not be ignored."""
 
@@ -238,8 +241,8 @@ class ResourceBlock(StrictModel):
     """Fields every resource kind has."""
 
     name: ResourceName
-    count: NonNegativeInt | None = Field(
-        default=None, description="create name[0..count-1], named <name>-<i>"
+    count: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = Field(
+        default=None, description=f"create name[0..count-1], named <name>-<i> (at most {MAX_COUNT})"
     )
     lifecycle: LifecycleBlock = Field(default_factory=LifecycleBlock)
     depends_on: list[NonEmpty] = Field(default_factory=list, description="addresses, e.g. volumes.data")

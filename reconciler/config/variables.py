@@ -131,7 +131,9 @@ def _with_value(
     try:
         converted = convert_value(value, variable.type)
     except ValueError as exc:
-        message = f"variable {variable.name!r} ({variable.type}) from {source}: {exc}"
+        # A sensitive value is never echoed, not even when it is wrong.
+        reason = f"the value is not a valid {variable.type}" if variable.sensitive else str(exc)
+        message = f"variable {variable.name!r} ({variable.type}) from {source}: {reason}"
         if origin is not None:
             raise origin.fail(path, message) from None
         raise ConfigError(message, field=source) from None

@@ -260,3 +260,21 @@ async def test_rate_limited_creates_are_sent_again_after_the_wait(tmp_path: Path
     result = await run.plan_and_apply("shadeform.*.create=rate_limit@retry_after=0,times=2")
     assert result.ok, result.failed
     assert len(run.ledger()) == 6, "each created once"
+
+
+async def test_sensitive_env_reported_back_in_clear_is_no_drift_and_never_stored(tmp_path: Path) -> None:
+    secret = "hunter2-token-value"
+    text = CONFIG.replace(
+        "    volumes: [data]\n",
+        f'    volumes: [data]\n    envs:\n      HF_TOKEN: {{value: "{secret}", sensitive: true}}\n',
+        1,
+    )
+    run = Run(tmp_path, text)
+    assert (await run.plan_and_apply()).ok
+    assert await run.pending_actions() == {}, "the API's clear value is not a change"
+    doc = run.backend.read()
+    settings = engine.providers_in_use(run.config, doc)
+    async with engine.open_providers(settings, run.sandbox, FAST) as providers:
+        refreshed, drift = await engine.refresh_only(providers, run.config, doc)
+    assert drift == ()
+    assert secret not in refreshed.to_json_text() and secret not in run.backend.path.read_text()
