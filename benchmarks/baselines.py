@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.config import Config
+from reconciler.errors import ProviderError
 from reconciler.model import Action, Address, Change, Kind, LiveResource, Status, new_marker
 from reconciler.planner import LiveView, providers_needing_offerings
 from reconciler.providers.base import Provider
@@ -92,7 +93,17 @@ class SlotHoldingApply:
     async def _create_and_wait(self, change: Change) -> str:
         provider = self.providers[change.provider]
         kind = change.address.kind
-        created = await provider.create(kind, self._spec(change), new_marker(self.lineage))
+        marker = new_marker(self.lineage)
+        for attempt in range(1, 11):
+            try:
+                created = await provider.create(kind, self._spec(change), marker)
+                break
+            except ProviderError as exc:
+                # Refused before acting (429): wait as asked and send again, as Terraform's
+                # providers do; anything else ends the baseline run.
+                if not exc.retryable or attempt == 10:
+                    raise
+                await asyncio.sleep(exc.retry_after if exc.retry_after is not None else 1.0)
         if kind is not Kind.INSTANCE:
             return created.id
         waited = 0.0
