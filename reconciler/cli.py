@@ -156,10 +156,10 @@ class Location:
             raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
         return self.backend.read()
 
-    def read_settled_state(self, what: str) -> StateDocument:
+    def read_settled_state(self, what: str, must_exist: bool = False) -> StateDocument:
         """State for an edit by hand: refused while an interrupted run's operations are unsettled,
         since moving addresses or ids under them could lose or misplace what they created."""
-        doc = self.backend.read()
+        doc = self.read_existing_state() if must_exist else self.backend.read()
         if doc.pending:
             raise StateError(
                 f"{what}: state has {len(doc.pending)} pending operation(s) from an interrupted run",
@@ -650,8 +650,7 @@ def state_show(loc: Location, address: str) -> None:
 
 def _edit_state(loc: Location, operation: str, edit: Callable[[StateDocument], str]) -> None:
     with loc.locked(operation):
-        loc.read_existing_state()
-        doc = loc.read_settled_state(operation)
+        doc = loc.read_settled_state(operation, must_exist=True)
         new = doc.model_copy(deep=True)
         message = edit(new)
         new.serial = doc.serial + 1
