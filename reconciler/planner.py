@@ -418,6 +418,10 @@ def plan_changes(
             if prior.status in (s.value for s in Status)
             else Status.UNKNOWN
         )
+        if prior.status == Status.ERROR.value and status in (Status.PENDING, Status.UNKNOWN):
+            # The applier saw the error on a fresh read; a cached list (Forward) may still say
+            # "creating" for a while, but an instance does not leave error for pending.
+            status = Status.ERROR
         failure = None
         if status is Status.ERROR:
             failure = "instance is in error state"

@@ -373,3 +373,11 @@ def test_orphans_carry_this_states_marker_but_are_not_in_state() -> None:
     )
     plan = plan_changes({}, doc, live)
     assert [o.id for o in plan.orphans] == ["i9"]
+
+
+def test_error_recorded_from_a_fresh_read_wins_over_a_stale_cached_pending() -> None:
+    res = desired(key_res(), vol_res(), inst_res())
+    doc = state_of(res)
+    doc.resources[str(INST)] = doc.resources[str(INST)].model_copy(update={"status": "error"})
+    live = live_of(doc, status=Status.PENDING)
+    assert actions(plan_changes(res, doc, live))[str(INST)] is Action.REPLACE
