@@ -29,6 +29,7 @@ from reconciler.config.diagnostics import (
     issue_from_validation_error,
 )
 from reconciler.config.interpolation import Interpolator
+from reconciler.config.limits import check_provider_limits, check_volume_count
 from reconciler.config.schema import (
     KNOWN_PROVIDERS,
     MAX_COUNT,
@@ -45,6 +46,7 @@ from reconciler.config.variables import resolve_variables, sensitive_strings
 from reconciler.config.yaml_source import YamlDocument, parse_yaml_file
 from reconciler.errors import ConfigError, GraphCycleError, SourceMark
 from reconciler.graph import DependencyGraph
+from reconciler.limits import PROVIDER_LIMITS
 from reconciler.model import Address, Kind, Resource
 from reconciler.providers.base import ProviderSettings
 
@@ -358,6 +360,7 @@ class _ConfigLoader:
         provider_name = entry.name if index is None else f"{entry.name}-{index}"
         try:
             canonical = canonical_resource(entry.kind, block, provider_name)
+            check_provider_limits(entry.kind, entry.provider, canonical.attributes, index is not None)
         except FieldIssue as issue:
             raise origin.error(issue) from None
         sensitive = list(canonical.sensitive)
@@ -405,6 +408,10 @@ class _ConfigLoader:
                     )
                     volumes.append(str(volume))
                     dependencies.setdefault(volume, place)
+                try:
+                    check_volume_count(member.provider, volumes)
+                except FieldIssue as issue:
+                    raise member.origin.error(issue) from None
                 attributes["volumes"] = volumes
             for position, text in enumerate(member.depends_on):
                 for dependency in self._explicit_dependency(text, member.origin, ("depends_on", position)):
@@ -503,29 +510,25 @@ class _ConfigLoader:
         offering: Any,
         place: tuple[str | int, ...],
     ) -> Any:
-        """Shadeform mounts only volumes of the instance's own cloud and region.
+        """A volume mounts only on an instance where it is (its provider's placement keys).
 
-        For an instance given by requirements, the volume's cloud and region become part of
-        them, so the planner picks an offering that can mount it.
+        For an instance given by requirements, the volume's placement becomes part of them,
+        so the planner picks an offering that can mount it.
         """
-        if member.provider != "shadeform":
-            return offering
-        wanted = {
-            place_name: volume.canonical.attributes.get(place_name) for place_name in ("cloud", "region")
-        }
-        if offering is None:
-            have = {place_name: attributes.get(place_name) for place_name in ("cloud", "region")}
-        else:
-            have = {"cloud": offering.cloud, "region": offering.region}
-        for place_name, value in wanted.items():
-            if have[place_name] is not None and have[place_name] != value:
+        keys = PROVIDER_LIMITS[member.provider].placement
+        wanted = {key: value for key in keys if (value := volume.canonical.attributes.get(key)) is not None}
+        have = {key: attributes.get(key) if offering is None else getattr(offering, key) for key in keys}
+        for key, value in wanted.items():
+            if have[key] is not None and have[key] != value:
                 raise member.origin.fail(
                     place,
-                    f"{volume.address} is in {place_name} {value!r}, this instance in {have[place_name]!r}",
-                    hint="Shadeform mounts a volume only on an instance in the same cloud and region",
+                    f"{volume.address} is in {key} {value!r}, this instance in {have[key]!r}",
+                    hint=f"{member.provider} mounts a volume only on an instance with the same "
+                    + " and ".join(keys),
                 )
-        if offering is not None and (offering.cloud is None or offering.region is None):
-            offering = replace(offering, cloud=wanted["cloud"], region=wanted["region"])
+        missing = {key: value for key, value in wanted.items() if have[key] is None}
+        if offering is not None and missing:
+            offering = replace(offering, **missing)
         return offering
 
     def _reject_cycles(

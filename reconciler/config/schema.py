@@ -28,8 +28,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.limits import MAX_VOLUME_GB, MIN_VOLUME_GB
 from reconciler.model import Kind
 from reconciler.providers.base import EMBEDDED, MARKER_PREFIX, NAME_MARKER_SEPARATOR
+from reconciler.public_keys import public_key_problem
 
 ProviderName = Literal["shadeform", "forward"]
 KNOWN_PROVIDERS: tuple[str, ...] = get_args(ProviderName)
@@ -41,7 +43,6 @@ INTERPOLATION_PATTERN = r"^\$\{[^{}]+\}$"
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _ENV_NAME_RE = re.compile(ENV_NAME_PATTERN)
-_PUBLIC_KEY_RE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( .*)?$")
 _RESERVED_NAME_PART = NAME_MARKER_SEPARATOR + MARKER_PREFIX
 
 
@@ -91,17 +92,21 @@ def _env_shorthand(value: Any) -> Any:
 
 def _check_public_key(value: str) -> str:
     text = value.strip()
-    if "PRIVATE KEY" in text:
+    if "PRIVATE KEY" in text[:4096]:
         raise PydanticCustomError(
             "public_key",
             "this is a private key; never put a private key in the configuration",
             {"hint": "use the .pub file next to it, e.g. ${file:keys/deploy.pub}"},
         )
-    if not _PUBLIC_KEY_RE.match(text) or "\n" in text:
+    problem = public_key_problem(text)
+    if problem is not None:
         raise PydanticCustomError(
             "public_key",
-            "not an OpenSSH public key",
-            {"hint": "expected one line like 'ssh-ed25519 AAAAC3Nza... user@host'"},
+            "not an OpenSSH public key: it {problem}",
+            {
+                "problem": problem,
+                "hint": "give the one line of a .pub file, like 'ssh-ed25519 AAAAC3Nza... user@host'",
+            },
         )
     return text
 
@@ -253,18 +258,22 @@ class SshKeyBlock(ResourceBlock):
     public_key: Annotated[str, AfterValidator(_check_public_key)]
 
 
+# Checked against the provider's limits (reconciler.limits) by the loader, with a hint.
+VolumeSize = Annotated[int, Field(json_schema_extra={"minimum": MIN_VOLUME_GB, "maximum": MAX_VOLUME_GB})]
+
+
 class ShadeformVolumeBlock(ResourceBlock):
     provider: Literal["shadeform"]
     cloud: NonEmpty
     region: NonEmpty
-    size_gb: PositiveInt
+    size_gb: VolumeSize
 
 
 class ForwardVolumeBlock(ResourceBlock):
     provider: Literal["forward"]
     cloud: NonEmpty | None = Field(default=None, description="Forward's underlying provider")
     region: NonEmpty
-    size_gb: PositiveInt
+    size_gb: VolumeSize
 
 
 class EnvValueBlock(StrictModel):

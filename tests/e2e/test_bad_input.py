@@ -161,7 +161,7 @@ BAD_CONFIGS = [
         "invalid-value",
         "    size_gb: ${var.size}\n",
         "    size_gb: -5\n",
-        ("main.yaml:17:14:", "volumes[0].size_gb", "greater than 0"),
+        ("main.yaml:17:14:", "volumes[0].size_gb", "size_gb -5 is outside", "between 1 and 65536"),
     ),
     BadConfig(
         "variable-without-value",

@@ -143,7 +143,12 @@ CASES = [
     ),
     pytest.param(
         "volumes:\n  - {name: v, provider: shadeform, cloud: c, region: r, size_gb: 0}\n",
-        dict(line=2, field="volumes[0].size_gb", message="greater than 0"),
+        dict(
+            line=2,
+            field="volumes[0].size_gb",
+            message="size_gb 0 is outside what shadeform creates (1 to 65536 GB)",
+            hint="between 1 and 65536",
+        ),
         id="size-not-positive",
     ),
     pytest.param(
