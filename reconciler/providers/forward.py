@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from reconciler.errors import NotFoundError, ProviderError
+from reconciler.limits import FORWARD_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
 from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
 from reconciler.providers.http import (
@@ -139,7 +140,7 @@ class ForwardProvider:
 
     def updatable(self, kind: Kind) -> frozenset[str]:
         """Forward has no update endpoint: every change replaces."""
-        return frozenset()
+        return FORWARD_LIMITS.updatable(kind)
 
     async def list(self, kind: Kind) -> builtins.list[LiveResource]:
         data = await self.api.request("GET", _COLLECTION[kind])

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from reconciler.errors import NotFoundError, ProviderError
+from reconciler.limits import SHADEFORM_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
 from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
 from reconciler.providers.http import (
@@ -210,7 +211,7 @@ class ShadeformProvider:
         return 0.0
 
     def updatable(self, kind: Kind) -> frozenset[str]:
-        return frozenset({"name", "tags"}) if kind is Kind.INSTANCE else frozenset()
+        return SHADEFORM_LIMITS.updatable(kind)
 
     async def list(self, kind: Kind) -> builtins.list[LiveResource]:
         if kind is Kind.VOLUME:
@@ -260,6 +261,10 @@ class ShadeformProvider:
             body["name"] = changes["name"]
         if "tags" in changes:
             body["tags"] = [*(changes["tags"] or []), marker_tag(marker)]
+        for threshold in ("auto_delete", "alert"):
+            if threshold in changes:
+                # The update takes null to remove a threshold, and keeps what is omitted.
+                body[threshold] = changes[threshold]
         await self.api.request("POST", _ROUTES[kind]["update"], ids={"id": id}, json=body)
 
     async def offerings(self) -> builtins.list[Offering]:

@@ -503,7 +503,7 @@ async def test_delete_retries_server_errors() -> None:
 async def test_update_keeps_the_marker_tag() -> None:
     api = FakeShadeform({"POST /instances/i-1/update": httpx.Response(200)})
     provider = make_provider(api)
-    assert provider.updatable(Kind.INSTANCE) == frozenset({"name", "tags"})
+    assert provider.updatable(Kind.INSTANCE) == frozenset({"name", "tags", "auto_delete", "alert"})
     assert provider.updatable(Kind.VOLUME) == frozenset()
     await provider.update(Kind.INSTANCE, "i-1", {"name": "renamed", "tags": ["new"]}, MARKER)
     await provider.update(Kind.INSTANCE, "i-1", {"name": "again"}, MARKER)
@@ -513,6 +513,13 @@ async def test_update_keeps_the_marker_tag() -> None:
     ]
     with pytest.raises(ValueError, match="region"):
         await provider.update(Kind.INSTANCE, "i-1", {"region": "x"}, MARKER)
+
+
+async def test_update_sends_thresholds_and_null_to_remove_one() -> None:
+    api = FakeShadeform({"POST /instances/i-1/update": httpx.Response(200)})
+    provider = make_provider(api)
+    await provider.update(Kind.INSTANCE, "i-1", {"alert": {"spend_threshold": "50"}, "auto_delete": None}, MARKER)
+    assert api.bodies("POST /instances/i-1/update") == [{"alert": {"spend_threshold": "50"}, "auto_delete": None}]
 
 
 # --- offerings --------------------------------------------------------------------
