@@ -35,6 +35,7 @@ from reconciler.model import (
     marker_belongs_to,
     mask_sensitive,
 )
+from reconciler.plan_checks import check_creatable, pinned_offering
 from reconciler.state.model import DeposedResource, ResourceState, StateDocument
 
 LiveKey = tuple[str, Kind]
@@ -208,13 +209,6 @@ def _select_offering(
     return min(matches, key=lambda o: (o.hourly_price, o.id))
 
 
-def _offering_for_pin(attrs: Mapping[str, Any], offerings: Sequence[Offering] | None) -> Offering | None:
-    for offering in offerings or ():
-        if offering.pin and all(attrs.get(k) == v for k, v in offering.pin.items()):
-            return offering
-    return None
-
-
 def _desired_attributes(
     res: Resource, prior: ResourceState | None, live: LiveView, reselect: bool
 ) -> tuple[dict[str, Any], float | None]:
@@ -235,7 +229,7 @@ def _desired_attributes(
         attrs[OFFERING_KEY] = {**request, "selected": chosen.id}
         return attrs, chosen.hourly_price
     if res.address.kind is Kind.INSTANCE:
-        chosen_pin = _offering_for_pin(attrs, offerings)
+        chosen_pin = pinned_offering(attrs, offerings)
         if chosen_pin is not None:
             return attrs, chosen_pin.hourly_price
         return attrs, prior.hourly_price if prior else None
@@ -501,6 +495,7 @@ def plan_changes(
 
     if targeted is not None:
         changes = _restrict_to_targets(changes, targeted, desired, doc)
+    check_creatable(changes, desired, doc, live.offerings, live.lookup)
 
     replaced = {a for a, c in changes.items() if c.action is Action.REPLACE}
     chosen_cbd = {a for a in replaced if changes[a].create_before_destroy}

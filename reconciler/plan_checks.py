@@ -1,0 +1,102 @@
+"""Checks a plan passes before anything is sent: what it creates can be created.
+
+Pure, like the planner. A replacement deletes first unless create_before_destroy, so a
+new object the API would refuse (an offering that is not sold, a volume in another place
+than the instance mounting it) must fail the plan, never the apply after the delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from reconciler.errors import PlanError
+from reconciler.limits import PROVIDER_LIMITS
+from reconciler.model import Action, Address, Change, Kind, LiveResource, Offering, Resource
+from reconciler.state.model import StateDocument
+
+CREATING = (Action.CREATE, Action.REPLACE)
+Observe = Callable[[str, Kind, str], LiveResource | None]
+
+
+def pinned_offering(attrs: Mapping[str, Any], offerings: Sequence[Offering] | None) -> Offering | None:
+    """The offering whose pin (cloud, region, type; or offering id) these attributes name."""
+    for offering in offerings or ():
+        if offering.pin and all(attrs.get(k) == v for k, v in offering.pin.items()):
+            return offering
+    return None
+
+
+def check_creatable(
+    changes: Mapping[Address, Change],
+    desired: Mapping[Address, Resource],
+    doc: StateDocument,
+    offerings: Mapping[str, Sequence[Offering]],
+    observe: Observe,
+) -> None:
+    """PlanError for the first instance to be created that its API would refuse.
+
+    `observe(provider, kind, id)` is the refresh's lookup (LiveView.lookup).
+    """
+    for address, change in changes.items():
+        if address.kind is not Kind.INSTANCE or change.action not in CREATING or change.after is None:
+            continue
+        sold = offerings.get(change.provider)
+        if sold is None:
+            continue  # not fetched: the pin is the one state recorded, already created once
+        offering = pinned_offering(change.after, sold)
+        if offering is None:
+            raise PlanError(
+                f"{address}: {change.provider} sells no offering {_pin_text(change.after, sold)}",
+                hint="run `reconciler offerings` to see what is sold, then fix the pin",
+            )
+        for volume in change.after.get("volumes") or ():
+            where = _volume_place(Address.parse(volume), changes, desired, doc, observe)
+            _check_mount(address, change.provider, offering, Address.parse(volume), where)
+
+
+def _pin_text(attrs: Mapping[str, Any], sold: Sequence[Offering]) -> str:
+    keys = sorted({k for o in sold for k in o.pin}) or ["offering_id"]
+    return ", ".join(f"{k}={attrs[k]}" for k in keys if k in attrs) or "(no pin)"
+
+
+def _check_mount(
+    address: Address,
+    provider: str,
+    offering: Offering,
+    volume: Address,
+    where: Mapping[str, Any],
+) -> None:
+    for key in PROVIDER_LIMITS[provider].placement:
+        value = where.get(key)
+        if value is None:
+            raise PlanError(
+                f"{address} mounts {volume}, whose {key} is not set: {provider} picks it when "
+                f"the volume is created, maybe not where {offering.id} runs",
+                hint=f"set {key}: {getattr(offering, key)} on {volume}",
+            )
+        if value != getattr(offering, key):
+            raise PlanError(
+                f"{address}: offering {offering.id} is in {key} {getattr(offering, key)!r}, "
+                f"but {volume} is in {value!r}",
+                hint=f"{provider} mounts a volume only on an instance with the same "
+                + " and ".join(PROVIDER_LIMITS[provider].placement),
+            )
+
+
+def _volume_place(
+    volume: Address,
+    changes: Mapping[Address, Change],
+    desired: Mapping[Address, Resource],
+    doc: StateDocument,
+    observe: Observe,
+) -> dict[str, Any]:
+    """Where the volume is (live, when it stays) or will be (its configuration)."""
+    place = dict(desired[volume].attributes) if volume in desired else {}
+    prior = doc.resources.get(str(volume))
+    change = changes.get(volume)
+    if prior is not None and (change is None or change.action not in CREATING):
+        seen: LiveResource | None = observe(prior.provider, Kind.VOLUME, prior.id)
+        if seen is not None:
+            place = {**place, **{k: v for k, v in seen.attributes.items() if v is not None}}
+    return place
