@@ -229,6 +229,11 @@ class Change:
     marker: str | None = None
     deposed: str | None = None  # id of an old create_before_destroy object being deleted
 
+    @property
+    def destroys_data(self) -> bool:
+        """A volume deleted or replaced: what is stored on it is lost."""
+        return self.address.kind is Kind.VOLUME and self.action in (Action.DELETE, Action.REPLACE)
+
 
 @dataclass(frozen=True)
 class CostSummary:

@@ -55,6 +55,7 @@ from reconciler.model import (
     get_path,
     mask_sensitive,
 )
+from reconciler.public_keys import display_public_key
 from reconciler.state.model import ResourceState, StateDocument
 
 if TYPE_CHECKING:
@@ -429,11 +430,21 @@ def _comparable_after(change: Change, lineage: str) -> dict[str, Any]:
     return aligned
 
 
+def _shown_keys(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A public key as its type, fingerprint and comment: a key line may be kilobytes long."""
+    key = attributes.get("public_key")
+    if not isinstance(key, str):
+        return attributes
+    return {**attributes, "public_key": display_public_key(key)}
+
+
 def _change_block(change: Change, lineage: str) -> list[Text]:
     symbol = _symbol(change)
     headline = _HEADLINE[change.action]
     if change.action is Action.REPLACE and change.create_before_destroy:
         headline += " (create before destroy)"
+    if change.destroys_data:
+        headline += " (destroys data)"
     lines = [Text(f"  # {_display_address(change)} {headline}", style="bold")]
     lines += [Text(f"  # ({reason})") for reason in change.reasons]
     head = Text(symbol.rjust(3), style=_STYLE[symbol])
@@ -441,8 +452,8 @@ def _change_block(change: Change, lineage: str) -> list[Text]:
     lines.append(head)
 
     block = _Block(change)
-    before = change.before or {}
-    after = _comparable_after(change, lineage)
+    before = _shown_keys(change.before or {})
+    after = _shown_keys(_comparable_after(change, lineage))
     if change.action is Action.CREATE:
         width = max((len(k) for k in after), default=0)
         for key, value in after.items():
@@ -638,6 +649,7 @@ def _resource_change(change: Change) -> dict[str, Any]:
         entry["action_reason"] = reason
     entry["id"] = change.id
     entry["reasons"] = list(change.reasons)
+    entry["destroys_data"] = change.destroys_data
     entry["cost"] = _cost_fields(change.hourly_before, change.hourly_after)
     return entry
 

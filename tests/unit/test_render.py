@@ -219,7 +219,7 @@ def test_create_lists_every_attribute_on_its_own_line() -> None:
 
 def test_delete_shows_reason_id_and_cost() -> None:
     text = human(make_plan(delete_volume(), before=0.1))
-    block = "  # volumes.old will be destroyed\n  # (not in configuration)\n  - volumes.old (forward) {"
+    block = "  # volumes.old will be destroyed (destroys data)\n  # (not in configuration)\n  - volumes.old (forward) {"
     assert block in text
     assert re.search(r'^      - id += "vol-9"$', text, re.M)
     assert re.search(r"^      - size_gb += 100$", text, re.M)
@@ -853,3 +853,46 @@ def test_secret_kept_as_digest_in_state_is_not_shown_as_changed() -> None:
     assert re.search(r'^          ~ "HF_TOKEN" = \(sensitive\)$', text, re.M)
     assert "hf_rotated_999" not in text
     assert "sha256:" not in text
+
+
+# --- data loss and key display -------------------------------------------------------
+
+
+def replace_volume() -> Change:
+    return Change(
+        address=Address(Kind.VOLUME, "data"),
+        action=Action.REPLACE,
+        provider="shadeform",
+        before={"name": "data", "size_gb": 100, "region": "canada-1", "cloud": "hyperstack"},
+        after={"name": "data", "size_gb": 200, "region": "canada-1", "cloud": "hyperstack"},
+        reasons=("size_gb forces replacement",),
+        replace_paths=("size_gb",),
+        id="vol-1",
+    )
+
+
+def test_replacing_or_deleting_a_volume_is_marked_as_destroying_data_in_text_and_json() -> None:
+    plan = make_plan(replace_volume(), delete_volume(), replace_worker())
+    text = human(plan)
+    assert "  # volumes.data must be replaced (destroys data)\n" in text
+    assert "  # volumes.old will be destroyed (destroys data)\n" in text
+    assert "worker[2] must be replaced\n" in text
+    changes = {c["address"]: c for c in plan_to_json(plan)["resource_changes"]}
+    assert changes["volumes.data"]["destroys_data"] is True
+    assert changes["volumes.old"]["destroys_data"] is True
+    assert changes["instances.worker[2]"]["destroys_data"] is False
+
+
+def test_a_public_key_is_shown_by_fingerprint_never_in_full() -> None:
+    blob = "AAAAC3NzaC1lZDI1NTE5AAAAIAcUIS47SFVib3yJlqOwvcrX5PH+CxglMj9MWWZzgI2a"
+    key = f"ssh-ed25519 {blob} me@laptop"
+    change = Change(
+        address=Address(Kind.SSH_KEY, "deploy"),
+        action=Action.CREATE,
+        provider="shadeform",
+        before=None,
+        after={"name": "deploy", "public_key": key},
+    )
+    text = human(make_plan(change))
+    assert blob not in text
+    assert re.search(r'public_key = "ssh-ed25519 SHA256:[A-Za-z0-9+/]{43} me@laptop"', text), text
