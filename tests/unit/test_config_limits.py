@@ -111,9 +111,7 @@ def test_name_longer_than_the_api_takes_is_refused_counting_the_marker_suffix(tm
     ok = "v" * 225
     config = load_text(tmp_path, f"volumes:\n  - {{name: {ok}, provider: forward, region: r, size_gb: 5}}\n")
     assert Address(Kind.VOLUME, ok) in config.resources
-    error = load_error(
-        tmp_path, f"volumes:\n  - {{name: {ok}v, provider: forward, region: r, size_gb: 5}}\n"
-    )
+    error = load_error(tmp_path, f"volumes:\n  - {{name: {ok}v, provider: forward, region: r, size_gb: 5}}\n")
     assert error.field == "volumes[0].name"
     assert "226 characters" in error.message and "at most 225" in error.message
     # A Shadeform instance keeps its marker in tags: its name may use all 255.
@@ -159,7 +157,10 @@ def test_a_five_megabyte_public_key_is_refused_with_its_line_and_never_echoed(tm
     ("key", "problem"),
     [
         ("ssh-ed25519 not-base64!", "not valid base64"),
-        ("ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x07ssh-rsa").decode(), "does not hold a ssh-ed25519"),
+        (
+            "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x07ssh-rsa").decode(),
+            "does not hold a ssh-ed25519",
+        ),
         ("ssh-dss AAAAB3NzaC1kc3M=", "unsupported key type"),
     ],
 )
@@ -187,4 +188,7 @@ def test_the_marker_suffix_length_is_what_names_really_get() -> None:
     from reconciler.model import new_marker
     from reconciler.providers.base import join_name_marker
 
-    assert len(join_name_marker("", new_marker("8f0c2d5e-0000-4000-8000-000000000000"))) == MARKER_NAME_SUFFIX_LENGTH
+    assert (
+        len(join_name_marker("", new_marker("8f0c2d5e-0000-4000-8000-000000000000")))
+        == MARKER_NAME_SUFFIX_LENGTH
+    )
