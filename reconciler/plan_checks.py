@@ -71,8 +71,9 @@ def _check_mount(
         value = where.get(key)
         if value is None:
             raise PlanError(
-                f"{address} mounts {volume}, whose {key} is not set: {provider} picks it when "
-                f"the volume is created, maybe not where {offering.id} runs",
+                f"{address} mounts {volume}, which sets no {key}: {provider} would choose one when "
+                f"it creates the volume, maybe not {getattr(offering, key)!r} where offering "
+                f"{offering.id} runs",
                 hint=f"set {key}: {getattr(offering, key)} on {volume}",
             )
         if value != getattr(offering, key):

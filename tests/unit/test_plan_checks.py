@@ -158,7 +158,7 @@ def test_a_forward_pin_in_another_place_than_its_volume_fails_the_plan() -> None
 
 def test_a_new_forward_volume_without_cloud_mounted_by_an_instance_must_name_it() -> None:
     desired = {VOL: volume("forward", region="us-east-1"), INST: fw_trainer("spot_coff_east")}
-    with pytest.raises(PlanError, match="cloud is not set") as caught:
+    with pytest.raises(PlanError, match="sets no cloud") as caught:
         plan_changes(desired, StateDocument(), LiveView(offerings={"forward": FW_OFFERS}))
     assert caught.value.hint == "set cloud: hyperstack on volumes.data"
 
