@@ -81,7 +81,8 @@ def _check_mount(
                 f"{address}: offering {offering.id} is in {key} {getattr(offering, key)!r}, "
                 f"but {volume} is in {value!r}",
                 hint=f"{provider} mounts a volume only on an instance with the same "
-                + " and ".join(PROVIDER_LIMITS[provider].placement),
+                + " and ".join(PROVIDER_LIMITS[provider].placement)
+                + f": choose an offering in {key} {value!r} (set offering.{key} to let the plan pick one)",
             )
 
 
