@@ -8,12 +8,15 @@ than the instance mounting it) must fail the plan, never the apply after the del
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PlanError
 from reconciler.limits import PROVIDER_LIMITS
 from reconciler.model import Action, Address, Change, Kind, LiveResource, Offering, Resource
 from reconciler.state.model import StateDocument
+
+if TYPE_CHECKING:
+    from reconciler.planner import LiveView
 
 CREATING = (Action.CREATE, Action.REPLACE)
 Observe = Callable[[str, Kind, str], LiveResource | None]
@@ -28,20 +31,17 @@ def pinned_offering(attrs: Mapping[str, Any], offerings: Sequence[Offering] | No
 
 
 def check_creatable(
-    changes: Mapping[Address, Change],
-    desired: Mapping[Address, Resource],
-    doc: StateDocument,
-    offerings: Mapping[str, Sequence[Offering]],
-    observe: Observe,
+    changes: Mapping[Address, Change], desired: Mapping[Address, Resource], doc: StateDocument, live: LiveView
 ) -> None:
-    """PlanError for the first instance to be created that its API would refuse.
-
-    `observe(provider, kind, id)` is the refresh's lookup (LiveView.lookup).
-    """
+    """PlanError for the first object to be created that its API would refuse."""
     for address, change in changes.items():
-        if address.kind is not Kind.INSTANCE or change.action not in CREATING or change.after is None:
+        if change.action not in CREATING or change.after is None:
             continue
-        sold = offerings.get(change.provider)
+        if address.kind is Kind.VOLUME:
+            _check_volume_sold(address, change, live.volume_prices)
+        if address.kind is not Kind.INSTANCE:
+            continue
+        sold = live.offerings.get(change.provider)
         if sold is None:
             continue  # not fetched: the pin is the one state recorded, already created once
         offering = pinned_offering(change.after, sold)
@@ -51,8 +51,28 @@ def check_creatable(
                 hint="run `reconciler offerings` to see what is sold, then fix the pin",
             )
         for volume in change.after.get("volumes") or ():
-            where = _volume_place(Address.parse(volume), changes, desired, doc, observe)
+            where = _volume_place(Address.parse(volume), changes, desired, doc, live.lookup)
             _check_mount(address, change.provider, offering, Address.parse(volume), where)
+
+
+def _check_volume_sold(
+    address: Address, change: Change, prices: Mapping[tuple[str, str, str | None], float]
+) -> None:
+    """A volume where its provider sells none (per its volume types) cannot be created."""
+    if not any(key[0] == change.provider for key in prices):
+        return  # volume types not fetched (or none listed): nothing to check against
+    after = change.after or {}
+    region, cloud = str(after.get("region")), after.get("cloud")
+    if (change.provider, region, cloud) in prices:
+        return
+    places = sorted({f"{c} {r}" for p, r, c in prices if p == change.provider and c is not None})
+    where = f"{cloud} {region}" if cloud is not None else f"region {region}"
+    raise PlanError(
+        f"{address}: {change.provider} sells no volumes in {where}",
+        hint="volumes are sold in: "
+        + ", ".join(places[:8])
+        + (f" and {len(places) - 8} more" if len(places) > 8 else ""),
+    )
 
 
 def _pin_text(attrs: Mapping[str, Any], sold: Sequence[Offering]) -> str:

@@ -495,7 +495,7 @@ def plan_changes(
 
     if targeted is not None:
         changes = _restrict_to_targets(changes, targeted, desired, doc)
-    check_creatable(changes, desired, doc, live.offerings, live.lookup)
+    check_creatable(changes, desired, doc, live)
 
     replaced = {a for a, c in changes.items() if c.action is Action.REPLACE}
     chosen_cbd = {a for a in replaced if changes[a].create_before_destroy}

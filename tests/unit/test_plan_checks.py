@@ -194,3 +194,33 @@ def test_forward_requirements_pick_an_offering_where_the_volume_is() -> None:
     plan = plan_changes(desired, StateDocument(), LiveView(offerings={"forward": FW_OFFERS}))
     chosen = next(c for c in plan.changes if c.address == INST)
     assert chosen.after is not None and chosen.after["offering_id"] == "spot_coff_east"
+
+
+VOLUME_PRICES = {
+    ("shadeform", "us-1", "lambdalabs"): 0.0001,
+    ("shadeform", "us-1", None): 0.0001,
+    ("shadeform", "eu-1", "hyperstack"): 0.0002,
+    ("shadeform", "eu-1", None): 0.0002,
+}
+
+
+def test_a_volume_moved_where_its_provider_sells_none_fails_the_plan_before_any_delete() -> None:
+    doc, live = applied(volume(), trainer())
+    live = LiveView(
+        resources=live.resources,
+        updatable=live.updatable,
+        offerings=live.offerings,
+        volume_prices=VOLUME_PRICES,
+    )
+    moved = volume(cloud="lambdalabs", region="mars-1")
+    with pytest.raises(
+        PlanError, match="volumes.data: shadeform sells no volumes in lambdalabs mars-1"
+    ) as caught:
+        plan_of(doc, live, moved, trainer(region="mars-1"))
+    assert caught.value.hint == "volumes are sold in: hyperstack eu-1, lambdalabs us-1"
+    assert plan_of(doc, live, volume(cloud="hyperstack", region="eu-1"), trainer(volumes=[])).changes
+
+
+def test_volume_places_are_not_checked_when_volume_types_were_not_fetched() -> None:
+    moved = volume(cloud="lambdalabs", region="mars-1")
+    assert plan_changes({VOL: moved}, StateDocument(), LiveView()).changes[0].action is Action.CREATE
