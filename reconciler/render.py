@@ -707,8 +707,10 @@ def _md_cell(text: str, limit: int = _MD_CELL_MAX) -> str:
 
 def _md_action(change: Change) -> str:
     if change.action is Action.REPLACE and change.create_before_destroy:
-        return "replace (create first)"
-    return _MD_ACTION[change.action]
+        action = "replace (create first)"
+    else:
+        action = _MD_ACTION[change.action]
+    return f"{action}, **destroys data**" if change.destroys_data else action
 
 
 def _md_row(change: Change) -> str:

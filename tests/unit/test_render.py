@@ -487,9 +487,9 @@ def test_plan_events_no_changes() -> None:
 def test_markdown_table_destroys_first_then_summary() -> None:
     md = plan_summary_markdown(full_plan())
     rows = [line for line in md.splitlines() if line.startswith("| `")]
-    assert rows[0].startswith("| `volumes.old` | destroy | not in configuration | -$0.10/h |")
+    assert rows[0].startswith("| `volumes.old` | destroy, **destroys data** | not in configuration | -$0.10/h |")
     assert rows[1].startswith("| `instances.worker[2]` | replace |")
-    assert [r.split("|")[2].strip() for r in rows] == ["destroy", "replace", "update", "create"]
+    assert [r.split("|")[2].strip() for r in rows] == ["destroy, **destroys data**", "replace", "update", "create"]
     assert md.index("| `instances.trainer`") < md.index("**Plan: 2 to add, 1 to change, 2 to destroy.**")
     assert "Cost: $3.50/h -> $6.40/h (+$2.90/h, +$2,117.00/month)" in md
     assert "**Warning:** 1 live resource(s) ($19.92/h)" in md
