@@ -32,6 +32,7 @@ from reconciler.model import (
 from reconciler.providers.base import Provider
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
+from reconciler.unknowns import AppliedValues
 
 OUTCOME_UNKNOWN = "create_outcome_unknown"
 CREATE_ATTEMPTS = 6
@@ -277,6 +278,7 @@ class Applier:
         self.clock = clock
         self._watchers: dict[str, InstanceWatcher] = {}
         self._slots = asyncio.Semaphore(max(1, self.options.parallelism))
+        self._values = AppliedValues(self.doc, {c.address: c for c in changes if not c.deposed})
 
     def _watcher(self, provider_name: str) -> InstanceWatcher:
         if provider_name not in self._watchers:
@@ -413,6 +415,8 @@ class Applier:
         return res.id
 
     async def _create(self, change: Change) -> str:
+        # What the plan could not know yet (another object's ip) is known now: its step ran first.
+        change = self._values.resolve(change)
         kind = change.address.kind
         provider = self.providers[change.provider]
         address = str(change.address)
@@ -446,7 +450,7 @@ class Applier:
             )
             self.doc.pending.append(pending)
             await self.writer.persist()
-            created_id, status, pending = await self._create_once_only(
+            created_id, status, computed, pending = await self._create_once_only(
                 provider, kind, spec, marker, pending, deposed
             )
         self.doc.resources[address] = ResourceState(
@@ -459,6 +463,7 @@ class Applier:
             status=status,
             hourly_price=change.hourly_after or None,
             created_at=pending.started_at,
+            computed={**computed, "id": created_id},
         )
         self.doc.pending = [p for p in self.doc.pending if p is not pending]
         await self.writer.persist()
@@ -474,7 +479,7 @@ class Applier:
         marker: str,
         pending: PendingOperation,
         deposed: DeposedResource | None,
-    ) -> tuple[str, str, PendingOperation]:
+    ) -> tuple[str, str, dict[str, Any], PendingOperation]:
         """Create; when the answer is lost, find the object by marker before any retry.
 
         The pending record is stamped again right before every send (a crash recovery counts
@@ -493,14 +498,14 @@ class Applier:
                 status = created.live.status.value if created.live else Status.PENDING.value
                 if kind is not Kind.INSTANCE:
                     status = Status.ACTIVE.value
-                return created.id, status, pending
+                return created.id, status, dict(created.live.computed) if created.live else {}, pending
             except ProviderError as exc:
                 last_try = attempt == CREATE_ATTEMPTS
                 if exc.error_type == OUTCOME_UNKNOWN:
                     ambiguous = True
                     found = await self._find_by_marker(provider, kind, marker)
                     if found is not None:
-                        return found.id, found.status.value, pending
+                        return found.id, found.status.value, dict(found.computed), pending
                     if last_try:
                         raise
                 elif exc.retryable and not last_try:
@@ -534,10 +539,16 @@ class Applier:
                 return None
             await asyncio.sleep(min(self.options.poll_interval, max(deadline - self.clock(), 0.0)))
 
-    async def _record_status(self, address: str, id: str, status: str) -> None:
+    async def _record_status(
+        self, address: str, id: str, status: str, seen: LiveResource | None = None
+    ) -> None:
+        """Record what the API reports now: the status, and the computed attributes it shows."""
         current = self.doc.resources.get(address)
-        if current is not None and current.id == id and current.status != status:
-            self.doc.resources[address] = current.model_copy(update={"status": status})
+        if current is None or current.id != id:
+            return
+        computed = {**current.computed, **seen.computed} if seen is not None else current.computed
+        if current.status != status or computed != current.computed:
+            self.doc.resources[address] = current.model_copy(update={"status": status, "computed": computed})
             await self.writer.persist()
 
     async def _wait_active(self, change: Change, provider: Provider, id: str) -> None:
@@ -551,25 +562,27 @@ class Applier:
             if seen is None:
                 await self._record_status(address, id, Status.DELETED.value)
                 raise ReconcilerError(f"{change.address}: instance {id} disappeared while booting")
-            if seen.status is Status.ACTIVE:
-                await self._record_status(address, id, Status.ACTIVE.value)
+            if seen.ready:
+                # Ready: active with the address users connect to (both APIs report ip later).
+                await self._record_status(address, id, Status.ACTIVE.value, seen)
                 return
             if self.stop.is_set():
                 # Interrupted: the instance is in state (status pending); the next run sees it.
-                await self._record_status(address, id, seen.status.value)
+                await self._record_status(address, id, seen.status.value, seen)
                 return
             if seen.status in (Status.ERROR, Status.DELETING, Status.DELETED):
-                await self._record_status(address, id, seen.status.value)
+                await self._record_status(address, id, seen.status.value, seen)
                 detail = f" ({seen.status_details})" if seen.status_details else ""
                 raise ReconcilerError(
                     f"{change.address}: instance {id} ended in status {seen.status.value}{detail}; "
                     "it is recorded in state and the next apply replaces it (on_failure: replace) or keeps it"
                 )
             if elapsed >= self.options.create_timeout:
-                await self._record_status(address, id, CREATE_TIMED_OUT)
+                await self._record_status(address, id, CREATE_TIMED_OUT, seen)
+                shown = seen.status.value if seen.status is not Status.ACTIVE else "active, no ip reported yet"
                 raise ReconcilerError(
-                    f"{change.address}: instance {id} not active after {self.options.create_timeout:g}s "
-                    f"(status {seen.status.value}); it is recorded in state and the next apply replaces "
+                    f"{change.address}: instance {id} not ready after {self.options.create_timeout:g}s "
+                    f"(status {shown}); it is recorded in state and the next apply replaces "
                     "it if it is still not active (on_failure: replace) or keeps it",
                     hint="raise --create-timeout, or check the provider's console",
                 )
@@ -638,6 +651,7 @@ class Applier:
                 )
 
     async def _update(self, change: Change) -> str | None:
+        change = self._values.resolve(change)
         assert change.id is not None
         provider = self.providers[change.provider]
         after = change.after or {}

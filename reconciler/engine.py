@@ -22,7 +22,8 @@ import httpx
 from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
 from reconciler.config import Config
 from reconciler.errors import ReconcilerError, StateError
-from reconciler.model import Address, Kind, LiveResource, Offering, Plan
+from reconciler.model import Address, Kind, LiveResource, Offering, Output, Plan
+from reconciler.outputs import outputs_after_apply, plan_outputs
 from reconciler.planner import (
     LiveView,
     PlanOptions,
@@ -30,6 +31,7 @@ from reconciler.planner import (
     imported_resource,
     plan_changes,
     providers_needing_offerings,
+    refresh_computed,
     refresh_state,
     resolve_pending,
 )
@@ -363,6 +365,7 @@ async def make_plan(
     if refresh_live:
         live = await refresh(providers, config, doc, reselect=options.reselect)
         doc, live, settled = await settle_pending(providers, config, doc, live)
+        doc = refresh_computed(doc, live)
     else:
         if doc.pending:
             raise StateError(
@@ -378,6 +381,8 @@ async def make_plan(
         )
         settled = ()
     plan = plan_changes(config.resources, doc, live, options)
+    planned_outputs = plan_outputs(config.outputs, plan.changes, config.resources, doc, live, options.destroy)
+    plan = replace(plan, outputs=planned_outputs)
     if settled:
         plan = replace(plan, notes=settled + plan.notes)
     return PlanOutcome(plan=plan, state=doc, settled=settled)
@@ -391,18 +396,37 @@ async def apply_plan(
     options: ApplyOptions,
     observer: ApplyObserver | None = None,
     stop: asyncio.Event | None = None,
+    outputs: Mapping[str, Output] | None = None,
 ) -> ApplyResult:
-    """Run a plan's changes against the state it was made from; returns the state reached."""
+    """Run a plan's changes against the state it was made from; returns the state reached,
+    with the outputs' values recorded (those whose references are known by then)."""
     if plan.state_lineage != doc.lineage:
         raise StateError(
             f"the plan was made from state lineage {plan.state_lineage}, but the state is {doc.lineage}"
         )
-    if not plan.has_changes and backend.exists() and backend.read() == doc:
+    if not plan.has_changes and backend.exists() and _same_but_computed(backend.read(), doc):
         # Nothing to do and nothing new to record: a write would only bump the serial and
         # make every other saved plan of this state stale.
         return ApplyResult(state=doc)
     writer = StateWriter(backend, doc)
-    return await Applier(plan.changes, writer, providers, options, observer, stop).run()
+    result = await Applier(plan.changes, writer, providers, options, observer, stop).run()
+    recorded = outputs_after_apply(outputs or {}, result.state)
+    if recorded != result.state.outputs:
+        result.state.outputs = recorded
+        await writer.persist()
+    return result
+
+
+def _same_but_computed(stored: StateDocument, doc: StateDocument) -> bool:
+    """Equal apart from computed attributes (a cost estimate ticks on every read)."""
+    if stored.model_copy(update={"resources": {}}) != doc.model_copy(update={"resources": {}}):
+        return False
+    if stored.resources.keys() != doc.resources.keys():
+        return False
+    return all(
+        stored.resources[k].model_copy(update={"computed": {}}) == r.model_copy(update={"computed": {}})
+        for k, r in doc.resources.items()
+    )
 
 
 def check_saved_plan(plan: Plan, doc: StateDocument) -> None:

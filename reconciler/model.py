@@ -137,6 +137,8 @@ class Resource:
     sensitive: tuple[str, ...] = ()
     offering: OfferingRequest | None = None
     on_failure: str = "replace"
+    references: tuple[str, ...] = ()  # `${kind.name.attr}` texts its attributes hold as placeholders
+    computed: tuple[str, ...] = ()  # attributes its API reports (ip, ssh_port, ...)
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,14 @@ class LiveResource:
     marker: str | None = None
     hourly_price: float | None = None
     status_details: str | None = None
+    computed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        """Reachable: active, and (for an instance) with the address users connect to."""
+        if self.status is not Status.ACTIVE:
+            return False
+        return self.kind is not Kind.INSTANCE or bool(self.computed.get("ip"))
 
 
 @dataclass(frozen=True)
@@ -228,6 +238,8 @@ class Change:
     hourly_after: float = 0.0
     marker: str | None = None
     deposed: str | None = None  # id of an old create_before_destroy object being deleted
+    computed: tuple[str, ...] = ()  # attributes the API reports, known only after apply
+    unknown: tuple[str, ...] = ()  # paths of `after` that hold references known only after apply
 
     @property
     def destroys_data(self) -> bool:
@@ -262,6 +274,36 @@ class Orphan:
 
 
 @dataclass(frozen=True)
+class Output:
+    """A named value for people and scripts (`outputs:`), as Terraform's outputs.
+
+    `value` may hold reference placeholders (see reconciler.references); a sensitive
+    output's value is never written to state, plan or output unless asked for by name.
+    """
+
+    name: str
+    value: Any
+    description: str | None = None
+    sensitive: bool = False
+    depends_on: tuple[Address, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    """How an output's value changes with a plan. `after_unknown`: known only after apply.
+
+    A sensitive output's `before` and `after` hold digests, never values.
+    """
+
+    name: str
+    action: Action
+    before: Any
+    after: Any
+    after_unknown: bool = False
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     state_serial: int
@@ -269,10 +311,14 @@ class Plan:
     cost: CostSummary
     notes: tuple[str, ...] = ()
     orphans: tuple[Orphan, ...] = ()
+    outputs: tuple[OutputChange, ...] = ()
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action is not Action.NOOP for c in self.changes)
+        """Resource changes, or output values to record (apply saves them, as Terraform does)."""
+        return any(c.action is not Action.NOOP for c in self.changes) or any(
+            o.action is not Action.NOOP for o in self.outputs
+        )
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)

@@ -19,6 +19,7 @@ from reconciler.model import (
     CostSummary,
     Kind,
     Orphan,
+    OutputChange,
     Plan,
     Resource,
     get_path,
@@ -48,6 +49,7 @@ def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
         "notes": list(plan.notes),
         "orphans": [{**dataclasses.asdict(o), "kind": o.kind.value} for o in plan.orphans],
         "changes": changes,
+        "outputs": [{**dataclasses.asdict(o), "action": o.action.value} for o in plan.outputs],
     }
 
 
@@ -86,10 +88,13 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
                     "reasons": tuple(c["reasons"]),
                     "replace_paths": tuple(c["replace_paths"]),
                     "sensitive": tuple(c["sensitive"]),
+                    "computed": tuple(c.get("computed", ())),
+                    "unknown": tuple(c.get("unknown", ())),
                 }
             )
             for c in raw["changes"]
         )
+        outputs = tuple(OutputChange(**{**o, "action": Action(o["action"])}) for o in raw.get("outputs", ()))
         plan = Plan(
             changes=changes,
             state_serial=int(raw["state"]["serial"]),
@@ -97,6 +102,7 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
             cost=CostSummary(**raw["cost"]),
             notes=tuple(raw.get("notes", ())),
             orphans=tuple(Orphan(**{**o, "kind": Kind(o["kind"])}) for o in raw.get("orphans", ())),
+            outputs=outputs,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{path} is a damaged plan file: {exc}", hint="make a new plan") from exc

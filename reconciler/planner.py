@@ -37,6 +37,7 @@ from reconciler.model import (
 )
 from reconciler.plan_checks import check_creatable, pinned_offering
 from reconciler.state.model import DeposedResource, ResourceState, StateDocument
+from reconciler.unknowns import PlannedValues, explain_unknowns, resolve_for_plan
 
 LiveKey = tuple[str, Kind]
 # A create is stamped right before it is sent; the client may still wait this long for its
@@ -134,6 +135,7 @@ def resolve_pending(
                     status=adopted.status.value,
                     hourly_price=op.hourly_price if op.hourly_price is not None else adopted.hourly_price,
                     created_at=op.started_at,
+                    computed=dict(adopted.computed),
                 )
                 if op.address in new.resources:
                     # The address was taken meanwhile (import, state mv or push): state's entry
@@ -338,11 +340,12 @@ def plan_changes(
     notes: list[str] = []
     new_ids: set[Address] = set()  # addresses whose provider id changes in this plan
     finishing_delete: set[Address] = set()  # replaced only because they are already being deleted
+    values = PlannedValues(changes, desired, doc, live)
 
     for address in order:
         if address not in desired:
             continue
-        res = desired[address]
+        res, unknown = resolve_for_plan(desired[address], values)
         key = str(address)
         prior = doc.resources.get(key)
         after, price_after = _desired_attributes(res, prior, live, opts.reselect)
@@ -355,6 +358,8 @@ def plan_changes(
             sensitive=res.sensitive,
             create_before_destroy=res.lifecycle.create_before_destroy,
             hourly_after=price_after or 0.0,
+            computed=res.computed,
+            unknown=unknown,
         )
         if prior is None:
             changes[address] = Change(action=Action.CREATE, before=None, **common)  # type: ignore[arg-type]
@@ -493,6 +498,7 @@ def plan_changes(
             marker=prior.marker,
         )
 
+    changes = {a: explain_unknowns(c, changes) for a, c in changes.items()}
     if targeted is not None:
         changes = _restrict_to_targets(changes, targeted, desired, doc)
     check_creatable(changes, desired, doc, live)
@@ -670,13 +676,32 @@ def refresh_state(doc: StateDocument, live: LiveView) -> tuple[StateDocument, tu
             notes.append(
                 f"{key}: {attr} changed outside reconciler: {prior.attributes.get(attr)!r} -> {refreshed.get(attr)!r}"
             )
-        updates: dict[str, Any] = {"attributes": refreshed, "status": observed.status.value}
+        updates: dict[str, Any] = {
+            "attributes": refreshed,
+            "status": observed.status.value,
+            "computed": observed.computed or prior.computed,
+        }
         if observed.status.value != prior.status:
             notes.append(f"{key}: status {prior.status} -> {observed.status.value}")
         if observed.hourly_price is not None:
             updates["hourly_price"] = observed.hourly_price
         new.resources[key] = prior.model_copy(update=updates)
     return new, tuple(notes)
+
+
+def refresh_computed(doc: StateDocument, live: LiveView) -> StateDocument:
+    """State with the computed attributes (ip, ssh_port, ...) each refreshed object reports now.
+
+    Computed attributes never count as drift: this is how every plan keeps them current.
+    """
+    updates: dict[str, ResourceState] = {}
+    for key, prior in doc.resources.items():
+        observed = live.lookup(prior.provider, Address.parse(key).kind, prior.id)
+        if observed is not None and observed.computed and observed.computed != prior.computed:
+            updates[key] = prior.model_copy(update={"computed": dict(observed.computed)})
+    if not updates:
+        return doc
+    return doc.model_copy(update={"resources": {**doc.resources, **updates}})
 
 
 PIN_ATTRIBUTES = ("cloud", "region", "shade_instance_type", "offering_id")
@@ -702,4 +727,5 @@ def imported_resource(res: Resource, observed: LiveResource, lineage: str) -> Re
         marker=observed.marker,
         status=observed.status.value,
         hourly_price=observed.hourly_price,
+        computed=dict(observed.computed),
     )

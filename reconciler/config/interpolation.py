@@ -5,6 +5,8 @@
   `${count.index}`: the index inside a resource with `count`.
 - A string that is exactly one expression takes the value's type (`size_gb: ${var.size}` is
   a number); inside longer text the value is written out (lists and maps as JSON).
+- `${instances.NAME.ATTR}` (also `NAME[i]`, `NAME[*]`): another resource's attribute, left as a
+  placeholder for plan and apply (resource fields and outputs only).
 - `$${` is a literal `${`.
 
 Where a sensitive variable lands is recorded, so the attribute can be hidden in output.
@@ -21,9 +23,13 @@ from typing import Any
 
 from reconciler.config.diagnostics import FieldIssue, hint_for_names
 from reconciler.config.variables import ENV_PREFIX, Variable
+from reconciler.references import Reference, parse_reference, placeholder
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}|\$\{")
-_SYNTAX_HINT = "use ${var.NAME}, ${env:NAME}, ${file:PATH} or ${count.index}; write $${ for a literal ${"
+_SYNTAX_HINT = (
+    "use ${var.NAME}, ${env:NAME}, ${file:PATH}, ${count.index} or ${instances.NAME.ATTRIBUTE}; "
+    "write $${ for a literal ${"
+)
 
 KeyPath = tuple[str | int, ...]
 
@@ -32,15 +38,19 @@ KeyPath = tuple[str | int, ...]
 class _Scope:
     base_dir: Path
     count_index: int | None
+    allow_references: bool = False
     sensitive_paths: list[KeyPath] = field(default_factory=list)
+    references: list[tuple[KeyPath, Reference]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """An interpolated value and the paths (inside it) that received a sensitive variable."""
+    """An interpolated value, the paths (inside it) that received a sensitive variable, and the
+    resource references it holds as placeholders (see reconciler.references)."""
 
     value: Any
     sensitive_paths: tuple[KeyPath, ...]
+    references: tuple[tuple[KeyPath, Reference], ...] = ()
 
 
 class Interpolator:
@@ -51,14 +61,18 @@ class Interpolator:
         self._environ = environ
         self._files: dict[Path, str] = {}
 
-    def render(self, value: Any, base_dir: Path, count_index: int | None = None) -> Rendered:
+    def render(
+        self, value: Any, base_dir: Path, count_index: int | None = None, allow_references: bool = False
+    ) -> Rendered:
         """A copy of `value` with every expression in its strings evaluated.
 
-        Raises FieldIssue with the path (inside `value`) of the string that failed.
+        With `allow_references`, `${instances.x.ip}` stays as a placeholder to be resolved
+        by plan and apply. Raises FieldIssue with the path (inside `value`) of the string
+        that failed.
         """
-        scope = _Scope(base_dir, count_index)
+        scope = _Scope(base_dir, count_index, allow_references)
         result = self._walk(value, (), scope)
-        return Rendered(result, tuple(scope.sensitive_paths))
+        return Rendered(result, tuple(scope.sensitive_paths), tuple(scope.references))
 
     def _walk(self, value: Any, path: KeyPath, scope: _Scope) -> Any:
         if type(value) is str:
@@ -112,6 +126,16 @@ class Interpolator:
             if scope.count_index is None:
                 raise FieldIssue(path, "${count.index} is only available inside a resource with count")
             return scope.count_index, False
+        reference = parse_reference(expr)
+        if reference is not None:
+            if not scope.allow_references:
+                raise FieldIssue(
+                    path,
+                    f"${{{expr}}} refers to a resource attribute, which is not allowed here",
+                    hint="references to resources work in resource fields and outputs",
+                )
+            scope.references.append((path, reference))
+            return placeholder(reference), False
         raise FieldIssue(path, f"unknown expression ${{{expr}}}", _SYNTAX_HINT)
 
     def _variable(self, name: str, path: KeyPath) -> tuple[Any, bool]:

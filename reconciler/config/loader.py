@@ -31,13 +31,16 @@ from reconciler.config.diagnostics import (
 from reconciler.config.interpolation import Interpolator
 from reconciler.config.limits import check_provider_limits, check_volume_count
 from reconciler.config.schema import (
+    KIND_ATTRIBUTES,
     KNOWN_PROVIDERS,
     MAX_COUNT,
+    OUTPUT_NAME_PATTERN,
     RESOURCE_MODELS,
     RESOURCE_SECTIONS,
     TOP_LEVEL_KEYS,
     BackendBlock,
     EmulatorBlock,
+    OutputBlock,
     ProviderBlock,
     ResourceBlock,
     foreign_fields,
@@ -47,14 +50,21 @@ from reconciler.config.yaml_source import YamlDocument, parse_yaml_file
 from reconciler.errors import ConfigError, GraphCycleError, SourceMark
 from reconciler.graph import DependencyGraph
 from reconciler.limits import PROVIDER_LIMITS
-from reconciler.model import Address, Kind, Resource
+from reconciler.model import Address, Kind, Output, Resource
+from reconciler.providers import computed_attributes
 from reconciler.providers.base import ProviderSettings
+from reconciler.references import Reference
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
-_MAP_SECTIONS = ("providers", "variables", "backend", "emulator")
+_MAP_SECTIONS = ("providers", "variables", "backend", "emulator", "outputs")
 _KEYED_SECTIONS = ("backend", "emulator")
 _BlockT = TypeVar("_BlockT", bound=BaseModel)  # one block of settings, merged key by key across files
 _REFERENCE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+)\])?$")
+
+
+def referable_attributes(kind: Kind, provider: str) -> frozenset[str]:
+    """What `${kind.name.ATTRIBUTE}` may name: desired attributes and what the API reports."""
+    return KIND_ATTRIBUTES[kind] | frozenset(computed_attributes(provider, kind)) | {"id"}
 
 
 def api_key_env_var(provider: str) -> str:
@@ -86,6 +96,8 @@ class Config:
     marks: dict[Address, SourceMark]
     secrets: frozenset[str] = field(repr=False)
     emulator: dict[str, Any] = field(default_factory=dict)  # the emulator block's settings that were given
+    outputs: dict[str, Output] = field(default_factory=dict)
+    private_keys: dict[Address, str] = field(default_factory=dict)  # ssh key -> local private key path
 
 
 def load_config(
@@ -129,6 +141,7 @@ class _Member:
     ssh_key: str | None
     volumes: list[str]
     depends_on: list[str]
+    references: tuple[tuple[tuple[str | int, ...], Reference], ...] = ()
 
 
 @dataclass
@@ -155,6 +168,8 @@ class _ConfigLoader:
         self.items: list[tuple[Kind, Any, Origin]] = []
         self.entries: dict[Kind, dict[str, _Entry]] = {kind: {} for kind in Kind}
         self.secrets: set[str] = set()
+        self.private_keys: dict[Address, str] = {}
+        self.by_address: dict[Address, _Member] = {}
 
     def load(self) -> Config:
         files = self._files()
@@ -171,6 +186,7 @@ class _ConfigLoader:
             members.extend(self._expand(kind, raw, origin, interpolator))
         resources, edge_fields = self._resolve(members)
         self._reject_cycles(resources, edge_fields, {m.address: m.origin for m in members})
+        outputs = self._outputs(interpolator)
         providers = self._providers(resources, interpolator)
         backend = self._backend(name, interpolator)
         emulator = self._emulator(interpolator)
@@ -184,6 +200,8 @@ class _ConfigLoader:
             emulator=emulator,
             marks={member.address: member.origin.mark() for member in members},
             secrets=frozenset(self.secrets),
+            outputs=outputs,
+            private_keys=self.private_keys,
         )
 
     # -- files and sections ------------------------------------------------------------
@@ -349,7 +367,7 @@ class _ConfigLoader:
     ) -> _Member:
         origin = entry.origin
         try:
-            rendered = interpolator.render(body, base_dir, index)
+            rendered = interpolator.render(body, base_dir, index, allow_references=True)
         except FieldIssue as issue:
             raise origin.error(issue) from None
         data = {**head, **rendered.value}
@@ -369,6 +387,11 @@ class _ConfigLoader:
             if attribute is not None and attribute not in sensitive:
                 sensitive.append(attribute)
         self.secrets |= canonical.secrets
+        private_key = getattr(block, "private_key_file", None)
+        if private_key is not None:
+            self.private_keys[Address(entry.kind, entry.name, index)] = str(
+                (base_dir / Path(private_key).expanduser()).absolute()
+            )
         return _Member(
             address=Address(entry.kind, entry.name, index),
             provider=entry.provider,
@@ -378,6 +401,7 @@ class _ConfigLoader:
             ssh_key=getattr(block, "ssh_key", None),
             volumes=list(getattr(block, "volumes", [])),
             depends_on=list(getattr(block, "depends_on", [])),
+            references=rendered.references,
         )
 
     # -- references --------------------------------------------------------------------
@@ -386,6 +410,8 @@ class _ConfigLoader:
         self, members: list[_Member]
     ) -> tuple[dict[Address, Resource], dict[tuple[Address, Address], tuple[str | int, ...]]]:
         by_address = {member.address: member for member in members}
+        self.by_address = by_address
+        self._spread_sensitivity(members, by_address)
         resources: dict[Address, Resource] = {}
         edge_fields: dict[tuple[Address, Address], tuple[str | int, ...]] = {}
         for member in members:
@@ -416,6 +442,9 @@ class _ConfigLoader:
             for position, text in enumerate(member.depends_on):
                 for dependency in self._explicit_dependency(text, member.origin, ("depends_on", position)):
                     dependencies.setdefault(dependency, ("depends_on", position))
+            for raw_path, reference in member.references:
+                for dependency in self._attribute_reference(reference, member.origin, raw_path):
+                    dependencies.setdefault(dependency, raw_path)
             for dependency, place in dependencies.items():
                 edge_fields[(member.address, dependency)] = place
             resources[member.address] = Resource(
@@ -427,8 +456,72 @@ class _ConfigLoader:
                 sensitive=tuple(sorted(member.sensitive)),
                 offering=offering,
                 on_failure=member.canonical.on_failure,
+                references=tuple(sorted({reference.text for _, reference in member.references})),
+                computed=computed_attributes(member.provider, member.address.kind),
             )
         return resources, edge_fields
+
+    def _attribute_reference(
+        self, reference: Reference, origin: Origin, place: tuple[str | int, ...]
+    ) -> list[Address]:
+        """The addresses `${kind.name[i].attribute}` reads; each is a dependency edge."""
+        entry = self.entries[reference.kind].get(reference.name)
+        if entry is None:
+            candidates = [f"{kind.value}.{name}" for kind, named in self.entries.items() for name in named]
+            raise origin.fail(
+                place,
+                f"${{{reference.text}}}: {reference.base} is not declared",
+                hint=hint_for_names(str(reference.base), candidates, "resources"),
+            )
+        if reference.splat:
+            if entry.count is None:
+                raise origin.fail(
+                    place,
+                    f"${{{reference.text}}}: {reference.base} has no count, so [*] has nothing to list",
+                    hint=f"write ${{{reference.base}.{reference.attribute}}}",
+                )
+            addresses = [member.address for member in entry.members]
+        else:
+            index_text = None if reference.index is None else str(reference.index)
+            addresses = self._member_address(entry, index_text, origin, place, allow_all=False)
+        known = referable_attributes(reference.kind, entry.provider)
+        if reference.attribute not in known:
+            raise origin.fail(
+                place,
+                f"${{{reference.text}}}: {reference.kind.value} ({entry.provider}) have no attribute "
+                f"{reference.attribute!r}",
+                hint=did_you_mean(reference.attribute, sorted(known))
+                or "attributes: " + ", ".join(sorted(known)),
+            )
+        return addresses
+
+    def _spread_sensitivity(self, members: list[_Member], by_address: dict[Address, _Member]) -> None:
+        """A reference to a sensitive value is sensitive wherever it lands (chains included)."""
+        for _ in range(len(members) + 1):
+            spread = False
+            for member in members:
+                for raw_path, reference in member.references:
+                    if not self._reads_sensitive(reference, by_address):
+                        continue
+                    path = sensitive_attribute_path(raw_path, member.canonical.attributes)
+                    if path is not None and path not in member.sensitive:
+                        member.sensitive.append(path)
+                        spread = True
+            if not spread:
+                return
+
+    def _reads_sensitive(self, reference: Reference, by_address: dict[Address, _Member]) -> bool:
+        targets = [
+            member
+            for address, member in by_address.items()
+            if address.base == reference.base and (reference.splat or address.index == reference.index)
+        ]
+        attribute = reference.attribute
+        return any(
+            path == attribute or path.startswith(attribute + ".")
+            for target in targets
+            for path in target.sensitive
+        )
 
     def _reference(self, kind: Kind, text: str, member: _Member, place: tuple[str | int, ...]) -> Address:
         """A by-name reference (`deploy`, `data[1]`) to exactly one resource of `kind`."""
@@ -530,6 +623,49 @@ class _ConfigLoader:
         if offering is not None and missing:
             offering = replace(offering, **missing)
         return offering
+
+    # -- outputs -----------------------------------------------------------------------
+
+    def _outputs(self, interpolator: Interpolator) -> dict[str, Output]:
+        outputs: dict[str, Output] = {}
+        for name, (raw, origin) in self.maps["outputs"].items():
+            outputs[name] = self._output(name, raw, origin, interpolator)
+        return outputs
+
+    def _output(self, name: str, raw: Any, origin: Origin, interpolator: Interpolator) -> Output:
+        if not isinstance(raw, dict):
+            raise origin.fail(
+                (), f"outputs.{name} must be a map", hint="for example {value: ${instances.NAME.ip}}"
+            )
+        try:
+            rendered = interpolator.render(raw, origin.document.path.parent, allow_references=True)
+            block = OutputBlock.model_validate(rendered.value)
+        except FieldIssue as issue:
+            raise origin.error(issue) from None
+        except ValidationError as exc:
+            raise origin.error(issue_from_validation_error(exc, raw, OutputBlock)) from None
+        if not re.match(OUTPUT_NAME_PATTERN, name):
+            raise origin.error(
+                FieldIssue((), f"{name!r} is not a valid output name", "use letters, digits, '_' and '-'", True)
+            )
+        depends_on: dict[Address, None] = {}
+        exposes: str | None = "a sensitive variable" if rendered.sensitive_paths else None
+        for raw_path, reference in rendered.references:
+            for address in self._attribute_reference(reference, origin, raw_path):
+                depends_on.setdefault(address, None)
+            if exposes is None and self._reads_sensitive(reference, self.by_address):
+                exposes = f"${{{reference.text}}}, which is sensitive"
+        if exposes is not None and not block.sensitive:
+            raise origin.error(
+                FieldIssue(("value",), f"output {name} exposes {exposes}", "add sensitive: true to the output")
+            )
+        return Output(
+            name=name,
+            value=block.value,
+            description=block.description,
+            sensitive=block.sensitive,
+            depends_on=tuple(depends_on),
+        )
 
     def _reject_cycles(
         self,

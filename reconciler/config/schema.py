@@ -256,6 +256,10 @@ class ResourceBlock(StrictModel):
 class SshKeyBlock(ResourceBlock):
     provider: ProviderName
     public_key: Annotated[str, AfterValidator(_check_public_key)]
+    private_key_file: NonEmpty | None = Field(
+        default=None,
+        description="local path of the matching private key, for `reconciler ssh` (never read)",
+    )
 
 
 # Checked against the provider's limits (reconciler.limits) by the loader, with a hint.
@@ -389,6 +393,16 @@ class ForwardInstanceBlock(InstanceBlock):
     offering_id: NonEmpty | None = Field(default=None, description="pin: a compute offering id")
 
 
+class OutputBlock(StrictModel):
+    """A named value printed after apply and by `reconciler output` (as Terraform's outputs)."""
+
+    value: Any = Field(description="any value; may use ${instances.NAME.ATTRIBUTE}, ${var.X}")
+    description: str | None = None
+    sensitive: bool = Field(default=False, description="printed only when asked for by name")
+
+
+OUTPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
 SshKeyEntry = SshKeyBlock
 VolumeEntry = Annotated[ShadeformVolumeBlock | ForwardVolumeBlock, Field(discriminator="provider")]
 InstanceEntry = Annotated[ShadeformInstanceBlock | ForwardInstanceBlock, Field(discriminator="provider")]
@@ -411,6 +425,7 @@ class ConfigDocument(StrictModel):
     ssh_keys: list[SshKeyEntry] = Field(default_factory=list)
     volumes: list[VolumeEntry] = Field(default_factory=list)
     instances: list[InstanceEntry] = Field(default_factory=list)
+    outputs: dict[Annotated[str, Field(pattern=OUTPUT_NAME_PATTERN)], OutputBlock] = Field(default_factory=dict)
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple(ConfigDocument.model_fields)

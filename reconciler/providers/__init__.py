@@ -10,7 +10,8 @@ import difflib
 import httpx
 
 from reconciler.errors import ConfigError
-from reconciler.model import VolumeOffering
+from reconciler.model import Kind, VolumeOffering
+from reconciler.providers import forward, shadeform
 from reconciler.providers.base import Provider, ProviderFactory, ProviderSettings
 from reconciler.providers.forward import ForwardProvider
 from reconciler.providers.shadeform import ShadeformProvider
@@ -20,7 +21,25 @@ PROVIDERS: dict[str, ProviderFactory] = {
     "forward": ForwardProvider,
 }
 
-__all__ = ["PROVIDERS", "ForwardProvider", "ShadeformProvider", "VolumeOffering", "make_provider"]
+# Attributes each API reports and users do not set (`${instances.x.ip}` may refer to them).
+COMPUTED_ATTRIBUTES: dict[str, dict[Kind, tuple[str, ...]]] = {
+    "shadeform": shadeform.COMPUTED_ATTRIBUTES,
+    "forward": forward.COMPUTED_ATTRIBUTES,
+}
+
+__all__ = [
+    "COMPUTED_ATTRIBUTES",
+    "PROVIDERS",
+    "ForwardProvider",
+    "ShadeformProvider",
+    "VolumeOffering",
+    "computed_attributes",
+    "make_provider",
+]
+
+
+def computed_attributes(provider: str, kind: Kind) -> tuple[str, ...]:
+    return COMPUTED_ATTRIBUTES.get(provider, {}).get(kind, ())
 
 
 def make_provider(settings: ProviderSettings, transport: httpx.AsyncBaseTransport | None = None) -> Provider:

@@ -76,6 +76,38 @@ _ITEM = {
 _CAPACITY_WORDS = ("capacity", "out of stock", "sold out")
 
 
+# What the API reports and users do not set, per kind, under reconciler's names (Forward's
+# `created` is `created_at`, its `provider` is `cloud`): recorded in state apart from the
+# desired attributes.
+_COMPUTED_FIELDS: dict[Kind, dict[str, str]] = {
+    Kind.SSH_KEY: {"id": "id", "fingerprint": "fingerprint", "created_at": "created"},
+    Kind.VOLUME: {
+        "id": "id", "cloud_assigned_id": "cloud_assigned_id", "cost_estimate": "cost_estimate",
+        "created_at": "created", "mounted_by": "mounted_by",
+    },
+    Kind.INSTANCE: {
+        "id": "id", "ip": "ip", "ssh_user": "ssh_user", "ssh_port": "ssh_port", "status": "status",
+        "status_details": "status_details", "hourly_price": "hourly_price", "created_at": "created",
+        "cloud": "provider", "region": "region", "offering_id": "offering_id",
+        "cloud_instance_type": "instance_type",
+    },
+}
+COMPUTED_ATTRIBUTES: dict[Kind, tuple[str, ...]] = {kind: tuple(f) for kind, f in _COMPUTED_FIELDS.items()}
+
+
+def _computed(kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
+    computed = {
+        name: item[field]
+        for name, field in _COMPUTED_FIELDS[kind].items()
+        if item.get(field) not in (None, "")
+    }
+    if "hourly_price" in computed:
+        computed["hourly_price"] = parse_decimal(computed["hourly_price"])
+    if "status" in computed:
+        computed["status"] = status_from_api(computed["status"]).value
+    return computed
+
+
 def status_from_api(value: Any) -> Status:
     """Map a Forward status string to the shared enum; unknown strings are UNKNOWN."""
     return STATUS_MAP.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
@@ -256,9 +288,6 @@ class ForwardProvider:
                 envs=envs_from_api(item.get("envs")),
                 ssh_key_id=item.get("ssh_key_id"),
                 volume_ids=list(item.get("volume_ids") or []),
-                ip=item.get("ip"),
-                ssh_user=item.get("ssh_user"),
-                ssh_port=item.get("ssh_port"),
             )
             if item.get("offering_id"):
                 attributes["offering_id"] = item["offering_id"]
@@ -274,6 +303,7 @@ class ForwardProvider:
             marker=marker,
             hourly_price=hourly_price,
             status_details=item.get("status_details"),
+            computed=_computed(kind, item),
         )
 
     def _offering(self, item: dict[str, Any]) -> Offering | None:

@@ -90,6 +90,34 @@ _CAPACITY_CODES = ("NO_CAPACITY",)
 _CAPACITY_WORDS = ("capacity", "out of stock", "sold out")
 
 
+# What the API reports and users do not set: recorded in state apart from the desired attributes.
+INSTANCE_COMPUTED = (
+    "id", "ip", "ssh_user", "ssh_port", "status", "status_details", "hourly_price", "cost_estimate",
+    "created_at", "active_at", "cloud_instance_type", "cloud_assigned_id", "cloud", "region",
+    "shade_instance_type",
+)
+VOLUME_COMPUTED = ("id", "cloud_assigned_id", "cost_estimate", "fixed_size", "supports_multi_mount", "mounted_by")
+COMPUTED_ATTRIBUTES: dict[Kind, tuple[str, ...]] = {
+    Kind.SSH_KEY: ("id",),
+    Kind.VOLUME: VOLUME_COMPUTED,
+    Kind.INSTANCE: INSTANCE_COMPUTED,
+}
+
+
+def _reported(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields the API answered with a value (an empty ip means "not yet")."""
+    return {name: item[name] for name in names if item.get(name) not in (None, "")}
+
+
+def _instance_computed(item: dict[str, Any]) -> dict[str, Any]:
+    computed = _reported(item, INSTANCE_COMPUTED)
+    if "hourly_price" in computed:
+        computed["hourly_price"] = _dollars_from_cents(computed["hourly_price"])
+    if "status" in computed:
+        computed["status"] = status_from_api(computed["status"]).value
+    return computed
+
+
 def status_from_api(value: Any) -> Status:
     """Map a Shadeform status string to the shared enum; unknown strings are UNKNOWN."""
     return STATUS_MAP.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
@@ -368,6 +396,7 @@ class ShadeformProvider:
                     "is_default": item.get("is_default"),
                 },
                 marker=marker,
+                computed=_reported(item, ("id",)),
             )
         cloud, region = str(item.get("cloud", "")), str(item.get("region", ""))
         size = item.get("size_in_gb")
@@ -391,6 +420,7 @@ class ShadeformProvider:
             hourly_price=price_per_gb * float(size)
             if price_per_gb is not None and size is not None
             else None,
+            computed=_reported(item, VOLUME_COMPUTED),
         )
 
     def _instance_to_live(self, item: dict[str, Any]) -> LiveResource:
@@ -407,9 +437,6 @@ class ShadeformProvider:
             "envs": envs_from_api(item.get("envs")),
             "ssh_key_id": item.get("ssh_key_id"),
             "volume_ids": list(item.get("volume_ids") or []),
-            "ip": item.get("ip"),
-            "ssh_user": item.get("ssh_user"),
-            "ssh_port": item.get("ssh_port"),
         }
         launch = launch_from_api(item.get("launch_configuration"))
         if launch is not None:
@@ -427,6 +454,7 @@ class ShadeformProvider:
             marker=marker,
             hourly_price=_dollars_from_cents(item.get("hourly_price")),
             status_details=item.get("status_details"),
+            computed=_instance_computed(item),
         )
 
     def _offerings_of(self, item: dict[str, Any]) -> builtins.list[Offering]:

@@ -34,6 +34,9 @@ class ResourceState(BaseModel):
     status: str = "active"
     hourly_price: float | None = None
     created_at: str | None = None
+    # What the API reports and the configuration does not set (ip, ssh_user, ssh_port, ...):
+    # refreshed from live, never compared with the configuration.
+    computed: dict[str, Any] = Field(default_factory=dict)
 
 
 class DeposedResource(ResourceState):
@@ -64,6 +67,17 @@ class PendingOperation(BaseModel):
     hourly_price: float | None = None
 
 
+class OutputState(BaseModel):
+    """An output's value as the last apply left it; a sensitive one keeps only its digest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: Any = None
+    type: Any = "string"
+    sensitive: bool = False
+    digest: str | None = None
+
+
 class StateDocument(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -73,6 +87,7 @@ class StateDocument(BaseModel):
     resources: dict[str, ResourceState] = Field(default_factory=dict)
     deposed: list[DeposedResource] = Field(default_factory=list)
     pending: list[PendingOperation] = Field(default_factory=list)
+    outputs: dict[str, OutputState] = Field(default_factory=dict)
 
     @classmethod
     def from_json_text(cls, text: str, source: str) -> StateDocument:

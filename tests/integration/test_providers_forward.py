@@ -133,7 +133,7 @@ async def test_full_lifecycle_of_every_kind_with_lagging_lists(
     assert (listed.id, listed.name, listed.marker) == (created.id, "spot-worker", MARKER)
     assert listed.status is Status.PENDING
     booted = await provider.get(Kind.INSTANCE, created.id)
-    assert booted is not None and booted.status is Status.ACTIVE and booted.attributes["ip"]
+    assert booted is not None and booted.status is Status.ACTIVE and booted.computed["ip"]
     (listed_volume,) = await provider.list(Kind.VOLUME)
     volume_offering = forward_volume_offering_at(offering.provider, offering.region)
     assert volume_offering is not None

@@ -132,7 +132,7 @@ async def test_full_lifecycle_of_every_kind(
 
     clock.advance(BOOT_SECONDS)
     active = await provider.get(Kind.INSTANCE, created.id)
-    assert active is not None and active.status is Status.ACTIVE and active.attributes["ip"]
+    assert active is not None and active.status is Status.ACTIVE and active.computed["ip"]
 
     await provider.update(Kind.INSTANCE, created.id, {"name": "renamed", "tags": ["team:infra"]}, MARKER)
     (updated,) = await provider.list(Kind.INSTANCE)

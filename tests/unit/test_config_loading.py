@@ -570,6 +570,7 @@ def test_schema_lists_every_top_level_key_and_provider() -> None:
         "ssh_keys",
         "volumes",
         "instances",
+        "outputs",
     }
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]["providers"]["propertyNames"]["enum"]) == set(KNOWN_PROVIDERS)

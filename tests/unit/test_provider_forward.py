@@ -153,10 +153,14 @@ async def test_list_instances_uses_bearer_auth_and_drops_deleted() -> None:
         "envs": {"MY_API_KEY": "secret123"},
         "ssh_key_id": "spot_sshk_abc123def456",
         "volume_ids": ["spot_vol_abc123def456"],
-        "ip": "203.0.113.42",
-        "ssh_user": "ubuntu",
-        "ssh_port": 22,
     }
+    # What the API reports and users do not set is kept apart, under reconciler's names.
+    assert worker.computed["ip"] == "203.0.113.42"
+    assert (worker.computed["ssh_user"], worker.computed["ssh_port"]) == ("ubuntu", 22)
+    assert worker.computed["id"] == "spot_inst_abc123def456"
+    assert worker.computed["status"] == "active"
+    assert worker.ready
+    assert not live["new"].ready
     assert worker.hourly_price is None
     assert live["new"].attributes["offering_id"] == "spot_coff_1" and live["new"].hourly_price == 24.12
     assert live["new"].status is Status.PENDING and live["odd"].status is Status.UNKNOWN

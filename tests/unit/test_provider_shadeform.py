@@ -188,10 +188,13 @@ async def test_list_instances_maps_canonical_attributes_and_drops_deleted() -> N
         "envs": {"MODE": "train"},
         "ssh_key_id": "key-1",
         "volume_ids": ["vol-1"],
-        "ip": "1.0.0.1",
-        "ssh_user": "shadeform",
-        "ssh_port": 22,
     }
+    # What the API reports and users do not set is kept apart from the desired attributes.
+    assert trainer.computed["ip"] == "1.0.0.1"
+    assert (trainer.computed["ssh_user"], trainer.computed["ssh_port"]) == ("shadeform", 22)
+    assert trainer.computed["hourly_price"] == pytest.approx(2.10)
+    assert trainer.computed["status"] == "active"
+    assert trainer.ready
     assert live["going"].status is Status.DELETING and live["going"].status_details == "preempted"
     assert live["going"].marker is None
     assert live["odd"].status is Status.UNKNOWN
