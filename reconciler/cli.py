@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import traceback
@@ -22,9 +23,11 @@ from rich.table import Table
 from reconciler import engine
 from reconciler.applier import ApplyOptions, ApplyResult
 from reconciler.config import Config, config_json_schema, load_config
+from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.graph import DependencyGraph
 from reconciler.model import Address, Plan
+from reconciler.outputs import sensitive_value
 from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 from reconciler.planner import PlanOptions
 from reconciler.render import (
@@ -33,11 +36,14 @@ from reconciler.render import (
     plan_events,
     plan_summary_markdown,
     plan_to_json,
+    reconciler_version,
     render_plan,
     render_state_table,
 )
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
+from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
+from reconciler.views.state_json import state_to_json
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
@@ -450,9 +456,12 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
         console.file = _ScrubbedStream(session, console.file)  # type: ignore[assignment]
         observer = make_apply_observer(console, req.as_json)
         with _interruptible(session, stop):
+            outputs = loc.config.outputs if req.what == "apply" else {}
             result = await engine.apply_plan(plan, doc, loc.backend, providers, req.apply_options(embedded),
-                                             observer, stop)
+                                             observer, stop, outputs)
         observer.summary(result)
+        if result.state.outputs and not req.as_json:
+            console.print("\nOutputs:\n\n" + "\n".join(output_lines(result.state.outputs)), markup=False)
         return result
 
 
@@ -522,9 +531,73 @@ def show(loc: Location, plan_file: Path | None, as_json: bool, summary: bool) ->
         return
     doc = loc.read_existing_state()
     if as_json:
-        click.echo(doc.to_json_text(), nl=False)
+        click.echo(json.dumps(state_to_json(doc, reconciler_version()), indent=2))
     else:
         render_state_table(doc, loc.session.console())
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("-json", "--json", "as_json", is_flag=True, help="Every output as {name: {value, type, sensitive}}.")
+@click.option("-raw", "--raw", "raw", is_flag=True, help="The bare string value of NAME, for scripts.")
+@location_options
+def output(loc: Location, name: str | None, as_json: bool, raw: bool) -> None:
+    """Print the outputs recorded by the last apply."""
+    if raw and (name is None or as_json):
+        raise ReconcilerError("-raw needs exactly one output NAME (and no -json)")
+    doc = loc.read_existing_state()
+    if name is not None and name not in doc.outputs:
+        raise ReconcilerError(f"output {name!r} not found", hint=_output_hint(doc, loc.config.outputs))
+    if as_json or raw:
+        wanted = [name] if name else [n for n, held in doc.outputs.items() if held.sensitive]
+        secret = {n: sensitive_value(loc.config.outputs.get(n), n, doc) for n in wanted if doc.outputs[n].sensitive}
+        shown = outputs_json(doc, secret)
+        if raw:
+            assert name is not None
+            text = raw_text(shown[name]["value"])
+            if text is None:
+                raise ReconcilerError(f"output {name} is not a string, number or bool", hint="use -json")
+            click.echo(text, nl=False)
+        else:
+            click.echo(json.dumps(shown[name]["value"] if name else shown, indent=2))
+        return
+    if name is not None:
+        held = doc.outputs[name]
+        click.echo("(sensitive)" if held.sensitive else format_value(held.value))
+        return
+    if not doc.outputs:
+        click.echo(f"No outputs in state.\n  hint: {_output_hint(doc, loc.config.outputs)}", err=True)
+    for line in output_lines(doc.outputs):
+        click.echo(line)
+
+
+def _output_hint(doc: StateDocument, declared: dict[str, Any]) -> str:
+    if declared:
+        return "apply records the outputs the configuration declares"
+    return "declare them under outputs: in the configuration, then apply"
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("address")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@location_options
+def ssh(loc: Location, address: str, command: tuple[str, ...]) -> None:
+    """Open an SSH session to a ready instance (`-- COMMAND ...` runs a command there)."""
+    doc = loc.read_existing_state()
+    target = ssh_target(doc, _addresses((address,), "ADDRESS")[0], loc.config.private_keys)
+    argv = ssh_command(target, command)
+    if shutil.which(argv[0]) is None:
+        raise ReconcilerError("ssh was not found on PATH", hint="install the OpenSSH client")
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@cli.command("ssh-config")
+@location_options
+def ssh_config(loc: Location) -> None:
+    """Print OpenSSH Host entries for every ready instance (for Include in ~/.ssh/config)."""
+    doc = loc.read_existing_state()
+    click.echo(ssh_config_text(loc.config.name, ready_targets(doc, loc.config.private_keys)), nl=False)
 
 
 @cli.command()

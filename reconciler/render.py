@@ -57,12 +57,14 @@ from reconciler.model import (
 )
 from reconciler.public_keys import display_public_key
 from reconciler.state.model import ResourceState, StateDocument
+from reconciler.views.outputs import output_change_lines, output_changes_json
 
 if TYPE_CHECKING:
     from reconciler.applier import ApplyResult
 
 PLAN_FORMAT_VERSION = "1.2"
 SENSITIVE_TEXT = "(sensitive)"
+KNOWN_AFTER_APPLY = "(known after apply)"
 UI_MODULE = "reconciler.ui"
 NO_CHANGES = "No changes. Infrastructure matches the configuration."
 
@@ -119,7 +121,7 @@ def format_hourly(amount: float, *, signed: bool = False) -> str:
 
 def _cost_line(plan: Plan) -> str:
     cost = plan.cost
-    if not plan.has_changes:
+    if not any(c.action is not Action.NOOP for c in plan.changes):
         monthly = cost.hourly_after * HOURS_PER_MONTH
         return f"Cost: {format_hourly(cost.hourly_after)} ({format_money(monthly)}/month)"
     return (
@@ -235,6 +237,7 @@ class _Block:
     def __init__(self, change: Change) -> None:
         self.sensitive = frozenset(_split_path(p) for p in change.sensitive)
         self.replace = frozenset(_split_path(p) for p in change.replace_paths)
+        self.unknown = frozenset(_split_path(p) for p in change.unknown)
         self.lines: list[Text] = []
 
     def _forces(self, path: Path, leaf: bool) -> bool:
@@ -275,6 +278,8 @@ class _Block:
     def _value_text(self, value: Any, path: Path) -> Text:
         if _is_sensitive(path, self.sensitive):
             return Text(SENSITIVE_TEXT, style="dim")
+        if path in self.unknown:
+            return Text(KNOWN_AFTER_APPLY)
         return Text(_fmt_scalar(value))
 
     def full(
@@ -282,7 +287,7 @@ class _Block:
     ) -> None:
         """Every element of `value` with one symbol (the whole value is added or removed)."""
         sep = "," if label is None else ""
-        masked = _is_sensitive(path, self.sensitive)
+        masked = _is_sensitive(path, self.sensitive) or path in self.unknown
         if masked or not isinstance(value, dict | list) or not value:
             self.line(
                 indent,
@@ -356,6 +361,10 @@ class _Block:
             masked = Text(SENSITIVE_TEXT, style="dim")
             self.line(indent, "~", label, width, masked, forces=self._forces(path, leaf=True))
             return
+        if path in self.unknown and not isinstance(old, dict | list):
+            shown = Text(f"{_fmt_scalar(old)} -> {KNOWN_AFTER_APPLY}")
+            self.line(indent, "~", label, width, shown, forces=self._forces(path, leaf=True))
+            return
         if isinstance(old, dict) and isinstance(new, dict):
             self.line(indent, "~", label, width, "{", forces=self._forces(path, leaf=False))
             hidden = self.diff_mapping(indent + 4, old, new, path, nested=True)
@@ -384,9 +393,13 @@ class _Block:
             "~",
             label,
             width,
-            Text(f"{_fmt_scalar(old)} -> {_fmt_scalar(new)}"),
+            Text(f"{_fmt_scalar(old)} -> ").append_text(self._value_text(new, path)),
             forces=self._forces(path, leaf=True),
         )
+
+    def known_after_apply(self, indent: int, symbol: str, names: Sequence[str], width: int) -> None:
+        for name in names:
+            self.line(indent, symbol, name, width, KNOWN_AFTER_APPLY)
 
 
 _HEADLINE = {
@@ -454,10 +467,12 @@ def _change_block(change: Change, lineage: str) -> list[Text]:
     block = _Block(change)
     before = _shown_keys(change.before or {})
     after = _shown_keys(_comparable_after(change, lineage))
+    later = _known_later(change)
     if change.action is Action.CREATE:
-        width = max((len(k) for k in after), default=0)
+        width = max((len(k) for k in [*after, *later]), default=0)
         for key, value in after.items():
             block.full(6, "+", key, width, value, (key,))
+        block.known_after_apply(6, "+", later, width)
     elif change.action is Action.DELETE:
         keys = (["id"] if change.id else []) + list(before)
         width = max((len(k) for k in keys), default=0)
@@ -466,13 +481,14 @@ def _change_block(change: Change, lineage: str) -> list[Text]:
         for key, value in before.items():
             block.full(6, "-", key, width, value, (key,))
     else:
-        width = max(len(k) for k in ["id", *block.changed_keys(before, after, ())])
+        width = max(len(k) for k in ["id", *block.changed_keys(before, after, ()), *later])
         if change.id and change.action is Action.REPLACE:
             known_later = Text(f"{_fmt_scalar(change.id)} -> (known after apply)")
             block.line(6, "~", "id", width, known_later)
         elif change.id:
             block.line(6, " ", "id", width, Text(_fmt_scalar(change.id)))
         hidden = block.diff_mapping(6, before, after, (), nested=False, min_width=width)
+        block.known_after_apply(6, "~", [k for k in later if k != "id"], width)
         block.hidden_note(8, hidden, "attribute")
     lines += block.lines
     if change.hourly_before or change.hourly_after:
@@ -484,6 +500,13 @@ def _change_block(change: Change, lineage: str) -> list[Text]:
         )
     lines.append(Text("    }"))
     return lines
+
+
+def _known_later(change: Change) -> list[str]:
+    """Computed attributes a new object reports only once it exists (ip, ssh_port, ...)."""
+    if change.action not in (Action.CREATE, Action.REPLACE):
+        return []
+    return [name for name in change.computed if name not in (change.after or {})]
 
 
 def _symbols_legend(changes: Sequence[Change]) -> list[Text]:
@@ -547,9 +570,17 @@ def render_plan(plan: Plan, console: Console) -> None:
             for line in _change_block(change, plan.state_lineage):
                 out(line)
         out()
-    else:
+    elif not any(o.action is not Action.NOOP for o in plan.outputs):
         out(Text(NO_CHANGES, style="bold green"))
         out()
+    output_lines = output_change_lines(plan.outputs)
+    if output_lines:
+        for text in output_lines:
+            out(text)
+        out()
+        if not changes:
+            out("You can apply this plan to save these new output values, without changing any real infrastructure.")
+            out()
     if plan.orphans:
         for line in _orphan_lines(plan.orphans):
             out(line)
@@ -623,7 +654,7 @@ def _tf_actions(change: Change) -> list[str]:
 def _resource_change(change: Change) -> dict[str, Any]:
     sensitive = frozenset(_split_path(p) for p in change.sensitive)
     before, before_sensitive = _masked_side(change.before, sensitive)
-    after, after_sensitive = _masked_side(change.after, sensitive)
+    after, after_sensitive = _masked_side(_without_unknowns(change), sensitive)
     entry: dict[str, Any] = {
         "address": str(change.address),
         "mode": "managed",
@@ -639,7 +670,7 @@ def _resource_change(change: Change) -> dict[str, Any]:
         "actions": _tf_actions(change),
         "before": before,
         "after": after,
-        "after_unknown": {},
+        "after_unknown": _after_unknown(change),
         "before_sensitive": before_sensitive,
         "after_sensitive": after_sensitive,
         "replace_paths": [_path_parts(p, (change.before, change.after)) for p in change.replace_paths],
@@ -652,6 +683,28 @@ def _resource_change(change: Change) -> dict[str, Any]:
     entry["destroys_data"] = change.destroys_data
     entry["cost"] = _cost_fields(change.hourly_before, change.hourly_after)
     return entry
+
+
+def _without_unknowns(change: Change) -> dict[str, Any] | None:
+    """`after` as Terraform writes it: a value known only after apply is null."""
+    if change.after is None or not change.unknown:
+        return change.after
+    after = copy.deepcopy(change.after)
+    for path in change.unknown:
+        _set_path(after, path, None)
+    return after
+
+
+def _after_unknown(change: Change) -> dict[str, Any]:
+    marks: dict[str, Any] = {name: True for name in _known_later(change)}
+    for path in change.unknown:
+        *parents, last = path.split(".")
+        node = marks
+        for part in parents:
+            child = node.setdefault(part, {})
+            node = child if isinstance(child, dict) else {}
+        node[last] = True
+    return marks
 
 
 def _orphan_json(orphan: Orphan) -> dict[str, Any]:
@@ -674,6 +727,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "reconciler_version": reconciler_version(),
         "applyable": plan.has_changes,
         "resource_changes": [_resource_change(c) for c in changes],
+        "output_changes": output_changes_json(plan.outputs),
         "cost": _cost_fields(plan.cost.hourly_before, plan.cost.hourly_after),
         "orphans": [_orphan_json(o) for o in plan.orphans],
         "notes": list(plan.notes),
@@ -903,9 +957,20 @@ def _state_row(address: str, res: ResourceState) -> list[Text]:
         Text(res.status, style=status_style),
         Text(format_hourly(res.hourly_price) if res.hourly_price is not None else "-"),
         Text(str(res.attributes.get("name", ""))),
-        Text(str(res.attributes.get("region", ""))),
+        Text(str(res.attributes.get("region") or res.computed.get("region") or "")),
         Text(_type_of(res.kind, res.attributes)),
+        Text(_connect_address(res)),
     ]
+
+
+def _connect_address(res: ResourceState) -> str:
+    """`user@ip:port` once an instance reports where users connect to, else empty."""
+    ip = res.computed.get("ip")
+    if res.kind != "instances" or not ip:
+        return ""
+    user = res.computed.get("ssh_user")
+    port = res.computed.get("ssh_port")
+    return f"{user + '@' if user else ''}{ip}{':' + str(port) if port else ''}"
 
 
 def render_state_table(doc: StateDocument, console: Console) -> None:
@@ -922,7 +987,7 @@ def render_state_table(doc: StateDocument, console: Console) -> None:
         out("No resources in state.")
     else:
         table = Table(show_edge=False, header_style="bold")
-        for column in ("Address", "Provider", "ID", "Status", "$/h", "Name", "Region", "Type"):
+        for column in ("Address", "Provider", "ID", "Status", "$/h", "Name", "Region", "Type", "SSH"):
             table.add_column(column, justify="right" if column == "$/h" else "left", overflow="fold")
         for address in sorted(doc.resources, key=_address_order):
             table.add_row(*_state_row(address, doc.resources[address]))

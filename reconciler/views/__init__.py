@@ -1,0 +1,1 @@
+"""One module per output that is not a plan: state JSON, outputs, SSH configuration."""
