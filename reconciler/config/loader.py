@@ -192,7 +192,7 @@ class _ConfigLoader:
         emulator = self._emulator(interpolator)
         return Config(
             name=name,
-            root=self.path if self.path.is_dir() else self.path.parent,
+            root=(self.path if self.path.is_dir() else self.path.parent).absolute(),
             files=tuple(files),
             resources=resources,
             providers=providers,
