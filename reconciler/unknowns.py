@@ -59,8 +59,11 @@ class PlannedValues:
     def read(self, address: Address, attribute: str) -> Any:
         change = self.changes.get(address)
         res = self.desired.get(address)
-        if change is None or res is None:
+        if res is None:
             return UNKNOWN
+        if change is None:
+            # Left out of a --target plan: the object stays as state has it.
+            return self._held(address, attribute, res)
         after = change.after or {}
         if _in_unknown(change, attribute):
             return UNKNOWN
@@ -71,7 +74,7 @@ class PlannedValues:
         if attribute == "id":
             return change.id
         if attribute in res.computed:
-            reported = self._reported(address, change)
+            reported = self._reported(address)
             if attribute in reported:
                 return reported[attribute]
             if attribute in after:
@@ -79,7 +82,21 @@ class PlannedValues:
             return UNKNOWN
         return after.get(attribute)
 
-    def _reported(self, address: Address, change: Change) -> dict[str, Any]:
+    def _held(self, address: Address, attribute: str, res: Resource) -> Any:
+        prior = self.doc.resources.get(str(address))
+        if prior is None:
+            return UNKNOWN
+        if attribute == "id":
+            return prior.id
+        reported = self._reported(address)
+        if attribute in reported:
+            return reported[attribute]
+        value = prior.attributes.get(attribute, UNKNOWN if attribute in res.computed else None)
+        if isinstance(value, str) and value.startswith(MASK_PREFIX):
+            return UNKNOWN
+        return value
+
+    def _reported(self, address: Address) -> dict[str, Any]:
         prior = self.doc.resources.get(str(address))
         if prior is None:
             return {}

@@ -102,3 +102,10 @@ def test_types_and_raw_text_follow_terraform() -> None:
     assert value_type({"a": 1}) == ["object", {"a": "number"}]
     assert value_type(True) == "bool"
     assert raw_text(22) == "22" and raw_text("x") == "x" and raw_text(["x"]) is None
+
+
+def test_an_output_of_an_object_left_out_of_a_targeted_plan_keeps_its_value() -> None:
+    doc = ready_state()
+    doc.outputs = outputs_after_apply({"ip": IP}, doc)
+    planned = plan_outputs({"ip": IP}, (), {HEAD: HEAD_RES}, doc, LiveView())
+    assert planned == (OutputChange("ip", Action.NOOP, "10.0.0.7", "10.0.0.7"),)
