@@ -174,6 +174,41 @@ BAD_CONFIGS = [
             "--var gpu=VALUE",
         ),
     ),
+    BadConfig(
+        "reference-to-undeclared-resource",
+        "    volumes: [data]\n",
+        '    volumes: [data]\n    envs: {PEER: "${instances.trainr.ip}"}\n',
+        (
+            "main.yaml:26:18:",
+            "instances[0].envs.PEER",
+            "${instances.trainr.ip}: instances.trainr is not declared",
+            "did you mean 'instances.trainer'?",
+        ),
+    ),
+    BadConfig(
+        "reference-to-unknown-attribute",
+        "    volumes: [data]\n",
+        '    volumes: [data]\n    envs: {SIZE: "${volumes.data.sise_gb}"}\n',
+        ("main.yaml:26:18:", "volumes (shadeform) have no attribute 'sise_gb'", "did you mean 'size_gb'?"),
+    ),
+    BadConfig(
+        "reference-cycle",
+        "    volumes: [data]\n",
+        '    volumes: [data]\n    envs: {SELF: "${instances.trainer.ip}"}\n',
+        ("main.yaml:26:18:", "dependency cycle: instances.trainer -> instances.trainer"),
+    ),
+    BadConfig(
+        "output-exposing-a-sensitive-value",
+        "variables:\n",
+        'outputs:\n  token: {value: "t=${var.token}"}\nvariables:\n  token: {default: abcd1234, sensitive: true}\n',
+        ("main.yaml:6:18:", "outputs.token.value", "output token exposes a sensitive variable", "sensitive: true"),
+    ),
+    BadConfig(
+        "duplicate-output-name",
+        "variables:\n",
+        "outputs:\n  ip: {value: a}\n  ip: {value: b}\nvariables:\n",
+        ("main.yaml:7:3:", "duplicate key 'ip' (first at line 6)"),
+    ),
 ]
 
 
