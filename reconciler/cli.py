@@ -492,7 +492,7 @@ def apply(loc: Location, plan_file: Path | None, targets: tuple[str, ...], repla
                 hint="pass them to `reconciler plan -out FILE` instead",
             )
         plan_obj, plan_config = read_plan_file(plan_file)
-        saved = restore_secrets(plan_obj, loc.config.resources, loc.config.name, plan_config)
+        saved = restore_secrets(plan_obj, loc.config.resources, loc.config.name, plan_config, loc.backend.read())
     _apply_command(loc, ApplyRequest(
         _plan_options(False, targets, replace, reselect), refresh_live, auto_approve or saved is not None, as_json,
         parallelism, parse_duration(create_timeout), poll, saved, "apply"))

@@ -25,6 +25,9 @@ from reconciler.model import (
     get_path,
     mask_sensitive,
 )
+from reconciler.references import attribute_value, has_placeholder, substitute
+from reconciler.state.model import StateDocument
+from reconciler.unknowns import AppliedValues
 
 PLAN_FORMAT = "reconciler-plan"
 PLAN_FORMAT_VERSION = 1
@@ -110,9 +113,17 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
 
 
 def restore_secrets(
-    plan: Plan, resources: dict[Address, Resource], config_name: str, plan_config: str
+    plan: Plan,
+    resources: dict[Address, Resource],
+    config_name: str,
+    plan_config: str,
+    doc: StateDocument | None = None,
 ) -> Plan:
-    """Put sensitive values back from the configuration, proving they are the planned ones."""
+    """Put sensitive values back from the configuration, proving they are the planned ones.
+
+    A sensitive value that uses a reference is compared as the plan saw it: with what state
+    knows substituted (an object that stays), or as written (known only after apply).
+    """
     if plan_config and plan_config != config_name:
         raise PlanError(
             f"the plan was made from configuration '{plan_config}', not '{config_name}'",
@@ -127,16 +138,46 @@ def restore_secrets(
         if res is None:
             raise PlanError(f"{change.address}: the configuration no longer declares it; plan again")
         after = dict(change.after)
-        masked_now = mask_sensitive(res.attributes, res.sensitive, plan.state_lineage)
+        source = _as_planned(res, change.sensitive, resources, doc)
+        masked_now = mask_sensitive(source, res.sensitive, plan.state_lineage)
         for path in change.sensitive:
             if get_path(masked_now, path) != get_path(after, path):
                 raise PlanError(
                     f"{change.address}: the sensitive value {path} changed since the plan was made",
                     hint="plan again",
                 )
-        after = _copy_paths(after, res.attributes, change.sensitive)
+        after = _copy_paths(after, source, change.sensitive)
         restored.append(dataclasses.replace(change, after=after))
     return dataclasses.replace(plan, changes=tuple(restored))
+
+
+def _as_planned(
+    res: Resource, paths: tuple[str, ...], resources: dict[Address, Resource], doc: StateDocument | None
+) -> dict[str, Any]:
+    referring = [p for p in paths if has_placeholder(get_path(res.attributes, p))]
+    if not referring or doc is None:
+        return res.attributes
+    values = AppliedValues(doc, {})
+    known: dict[str, Any] = {}
+    for path in referring:
+        resolved, unknown = substitute(
+            get_path(res.attributes, path), lambda r: attribute_value(r, resources, values.read)
+        )
+        if not unknown:
+            known[path] = resolved
+    source = json.loads(json.dumps(res.attributes))
+    return _copy_paths(source, _nest(known), tuple(known)) if known else source
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for path, value in flat.items():
+        parts = path.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
 
 
 def _copy_paths(target: dict[str, Any], source: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from reconciler.config import Config, load_config
 from reconciler.errors import ReconcilerError
-from reconciler.model import Action, Address, Kind, LiveResource, Status, mask_sensitive
+from reconciler.model import Action, Address, Change, Kind, LiveResource, Status, mask_sensitive
 from reconciler.planner import LiveView, PlanOptions, plan_changes
 from reconciler.references import UNKNOWN, Reference, display, parse_reference, substitute
 from reconciler.state.model import ResourceState, StateDocument
@@ -214,3 +215,43 @@ def test_substitute_keeps_every_placeholder_of_a_string_with_an_unknown() -> Non
 
     value, unknown = substitute(config_value, lookup)
     assert unknown == ("a",) and value == config_value
+
+
+SENSITIVE_URL = CLUSTER.replace(
+    '      MASTER_ADDR: "${instances.head.ip}"',
+    '      URL: {value: "http://${instances.head.ip}/?t=${var.token}", sensitive: true}',
+).replace("instances:\n", "variables:\n  token: {default: tok-abcdef12, sensitive: true}\ninstances:\n", 1)
+
+
+def saved_and_restored(config: Config, doc: StateDocument, live: LiveView) -> dict[Address, Change]:
+    from reconciler.planfile import plan_to_document, read_plan_file, restore_secrets
+
+    plan = plan_changes(config.resources, doc, live, PlanOptions(replace=(W1,)))
+    path = Path(str(config.root)) / "plan.bin"
+    path.write_text(json.dumps(plan_to_document(plan, config.name)))
+    assert "tok-abcdef12" not in path.read_text()
+    loaded, name = read_plan_file(path)
+    restored = restore_secrets(loaded, config.resources, config.name, name, doc)
+    return {c.address: c for c in restored.changes}
+
+
+def test_a_saved_plan_restores_a_sensitive_value_that_uses_a_known_reference(tmp_path: Path) -> None:
+    config = load(tmp_path, SENSITIVE_URL)
+    assert "envs.URL" in config.resources[W1].sensitive
+    doc = applied_state(config, IPS)
+    doc.resources[str(W1)].attributes["envs"]["URL"] = mask_sensitive(
+        {"u": "http://10.0.0.1/?t=tok-abcdef12"}, ("u",), doc.lineage
+    )["u"]
+    worker = saved_and_restored(config, doc, live_of(doc, IPS))[W1]
+    assert worker.action is Action.REPLACE and worker.after is not None
+    assert worker.after["envs"]["URL"] == "http://10.0.0.1/?t=tok-abcdef12"
+
+
+def test_a_saved_plan_keeps_a_sensitive_value_unknown_until_apply(tmp_path: Path) -> None:
+    config = load(tmp_path, SENSITIVE_URL)
+    worker = saved_and_restored(config, StateDocument(), LiveView())[W1]
+    assert "envs.URL" in worker.unknown
+    doc = StateDocument()
+    doc.resources[str(HEAD)] = ResourceState(provider="shadeform", kind="instances", id="h", computed={"ip": "10.7.7.7", "ssh_port": 22})
+    resolved = AppliedValues(doc, {}).resolve(worker)
+    assert resolved.after is not None and resolved.after["envs"]["URL"] == "http://10.7.7.7/?t=tok-abcdef12"
