@@ -286,6 +286,28 @@ REGION_DISPLAY_NAMES = {
 }
 
 
+_SHADEFORM_REGION_NAMES = {
+    "us-east-1": "US, Virginia",
+    "us-west-1": "US, California",
+    "us-south-1": "US, Texas",
+    "FIN-01": "Finland, Helsinki 1",
+    "FIN-02": "Finland, Helsinki 2",
+    "ICE-01": "Iceland, Keflavik",
+    "us-central-1": "US, Wichita, KS",
+    "us-central-2": "US, Kansas City, MO",
+    "NY2": "US, New York",
+    "CA1": "US, Santa Clara, CA",
+    "AMS1": "Netherlands, Amsterdam",
+    "us-ks-2": "US, Kansas",
+    "eu-ro-1": "Romania, Bucharest",
+}
+
+
+def region_display_name(region: str) -> str:
+    """A Shadeform region's display name (`Availability.display_name`)."""
+    return _SHADEFORM_REGION_NAMES.get(region, region)
+
+
 @dataclass(frozen=True)
 class ForwardComputeOffering:
     id: str

@@ -23,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from reconciler.emulator.faults import FaultConfig, FaultSpecError
+from reconciler.emulator.market import MarketSpecError, parse_market
 from reconciler.emulator.runtime import ConnectionDropped, EmulatorRuntime
 from reconciler.emulator.sandbox import Sandbox
 from reconciler.emulator.server import build_server_app
@@ -124,6 +125,21 @@ def emulator() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Requests per second per API key; beyond it 429 with Retry-After.",
 )
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    envvar="RECONCILER_EMULATOR_API_KEYS",
+    help="Accept only this API key (repeatable; the env var takes keys separated by spaces). "
+    "Other keys get 401. Without it any non-empty key is its own tenant.",
+)
+@click.option(
+    "--market",
+    default=None,
+    envvar="RECONCILER_EMULATOR_MARKET",
+    help="Capacity market as JSON, or @FILE: machines per offering, schedule, reclaims "
+    "(see the README's emulator section).",
+)
 def serve(
     host: str,
     port: int,
@@ -135,12 +151,19 @@ def serve(
     list_lag_seconds: float,
     latency_ms: float,
     rate_limit: float | None,
+    api_keys: tuple[str, ...],
+    market: str | None,
 ) -> None:
     """Serve both APIs over HTTP until interrupted."""
     try:
         fault_config = FaultConfig.parse(faults, seed)
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
+    try:
+        market_config = parse_market(market) if market else None
+    except MarketSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--market") from None
+    keys = frozenset(k.strip() for k in api_keys if k.strip())
     sandbox = Sandbox(state_file) if state_file else None
     try:
         if sandbox is not None:
@@ -154,7 +177,12 @@ def serve(
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from None
     runtime = EmulatorRuntime(
-        world, faults=fault_config, latency_seconds=latency_ms / 1000.0, rate_limit=rate_limit
+        world,
+        faults=fault_config,
+        latency_seconds=latency_ms / 1000.0,
+        rate_limit=rate_limit,
+        api_keys=keys or None,
+        market=market_config,
     )
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -82,7 +82,7 @@ OPERATIONS: tuple[Operation, ...] = tuple(
     + _ops("shadeform", "ssh_keys", "list", "get", "create", "delete", "setdefault")
     + _ops("forward", "compute_offerings", "list", "get")
     + _ops("forward", "volume_offerings", "list", "get")
-    + _ops("forward", "instances", "list", "get", "create", "delete")
+    + _ops("forward", "instances", "list", "get", "create", "restart", "delete")
     + _ops("forward", "volumes", "list", "get", "create", "delete")
     + _ops("forward", "ssh_keys", "list", "create", "delete")
     + _ops("forward", "models", "list", "get")

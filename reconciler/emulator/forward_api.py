@@ -40,6 +40,7 @@ and a just-deleted one may still show. Absent optional fields (`ip` before boot,
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from pydantic import Field
@@ -57,12 +58,13 @@ from reconciler.emulator.catalogue import (
     forward_compute_offering,
     forward_model,
     forward_volume_offering,
-    forward_volume_offering_at,
 )
 from reconciler.emulator.faults import Operation
+from reconciler.emulator.market import Quote, used_machines
 from reconciler.emulator.records import (
     Api,
     BootOutcome,
+    BootStage,
     InstanceRecord,
     Phase,
     SshKeyRecord,
@@ -88,7 +90,7 @@ _TYPES = {
 }
 _SERVER_TYPES = {502: "provider_error"}
 _STATUS = {
-    Phase.PENDING: "creating",
+    Phase.PENDING: "creating",  # "restarting" after a restart request
     Phase.ACTIVE: "active",
     Phase.ERROR: "error",
     Phase.DELETING: "deleting",
@@ -137,11 +139,11 @@ class CreateInstanceBody(StrictBody):
 
 
 class CreateVolumeBody(StrictBody):
-    name: ResourceName
+    """As the SDK's CreateVolumeRequest: an offering and a size; the name is optional."""
+
+    name: ResourceName | None = None
     size_gb: int = Field(ge=1, le=MAX_VOLUME_GB)
-    offering_id: str | None = None
-    provider: str | None = None
-    region: str | None = None
+    offering_id: str = Field(min_length=1)
 
 
 class CreateSshKeyBody(StrictBody):
@@ -153,7 +155,23 @@ class CreateSshKeyBody(StrictBody):
 # ------------------------------------------------------------------ rendering
 
 
-def compute_offering_json(offering: ForwardComputeOffering) -> dict[str, Any]:
+def offering_quote(call: Call, offering: ForwardComputeOffering, used: Counter[str] | None = None) -> Quote:
+    """The offering as the market has it now (the catalogue's, when no market is set)."""
+    if used is None:
+        used = _used(call)
+    key = f"forward:{offering.id}"
+    return call.market.quote(key, offering.available, offering.hourly_price_cents, call.world.now(), used)
+
+
+def _used(call: Call) -> Counter[str]:
+    if not call.market.enabled:
+        return Counter()
+    return used_machines(call.world.all_instances(API), call.world.now())
+
+
+def compute_offering_json(offering: ForwardComputeOffering, quote: Quote | None = None) -> dict[str, Any]:
+    available = offering.available if quote is None else quote.available
+    cents = offering.hourly_price_cents if quote is None else quote.price_cents
     return {
         "id": offering.id,
         "provider": offering.provider,
@@ -161,9 +179,9 @@ def compute_offering_json(offering: ForwardComputeOffering) -> dict[str, Any]:
         "region_display_name": offering.region_display_name,
         "instance_type": offering.instance_type,
         "deployment_type": offering.deployment_type,
-        "available": offering.available,
-        "hourly_price": offering.hourly_price,
-        "price_per_gpu_hour": offering.price_per_gpu_hour,
+        "available": available,
+        "hourly_price": f"{cents / 100:.2f}",
+        "price_per_gpu_hour": f"{cents / 100 / offering.num_gpus:.4f}".rstrip("0").rstrip("."),
         "boot_time": {"min_seconds": offering.boot_min_seconds, "max_seconds": offering.boot_max_seconds},
         "configuration": {
             "gpu_type": offering.gpu_type,
@@ -215,7 +233,9 @@ def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
         "owner": owner_id(record.tenant),
         "provider": record.cloud,
         "region": record.region,
-        "status": _STATUS[phase],
+        "status": "restarting"
+        if phase is Phase.PENDING and record.boot_stage(at) is BootStage.RESTARTING
+        else _STATUS[phase],
         "ssh_port": 22,
         "ssh_user": SSH_USER,
         "created": iso_time(record.created_at),
@@ -227,6 +247,10 @@ def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
         body["ip"] = record.ip
     if record.ssh_key_id is not None:
         body["ssh_key_id"] = record.ssh_key_id
+    if phase is Phase.ERROR:
+        body["status_details"] = "the instance failed to boot"
+    elif phase in (Phase.DELETING, Phase.DELETED) and record.deletion_reason:
+        body["status_details"] = record.deletion_reason
     return body
 
 
@@ -297,14 +321,16 @@ def _refresh(call: Call) -> bool:
 
 
 def list_compute_offerings(call: Call) -> Response:
-    return _list([compute_offering_json(o) for o in FORWARD_COMPUTE_OFFERINGS], "/v1/spot/compute/offerings")
+    used = _used(call)
+    data = [compute_offering_json(o, offering_quote(call, o, used)) for o in FORWARD_COMPUTE_OFFERINGS]
+    return _list(data, "/v1/spot/compute/offerings")
 
 
 def get_compute_offering(call: Call) -> Response:
     offering = forward_compute_offering(call.path("id"))
     if offering is None:
         raise not_found("compute offering", call.path("id"))
-    data = compute_offering_json(offering) | {"object": "compute_offering"}
+    data = compute_offering_json(offering, offering_quote(call, offering)) | {"object": "compute_offering"}
     return _single(data | {"data": data})
 
 
@@ -381,7 +407,8 @@ def create_instance(call: Call) -> Response:
             raise invalid(
                 f"volume {volume_id} is mounted by instance {mounts[volume_id]}", field="volume_ids"
             )
-    if not offering.available or call.faults.capacity:
+    quote = offering_quote(call, offering)
+    if not quote.available or call.faults.capacity:
         raise ApiError(
             400,
             Problem.CAPACITY,
@@ -400,7 +427,7 @@ def create_instance(call: Call) -> Response:
         instance_type=offering.instance_type,
         cloud_instance_type=offering.instance_type,
         offering_id=offering.id,
-        hourly_price_cents=offering.hourly_price_cents,
+        hourly_price_cents=quote.price_cents,
         configuration=compute_offering_json(offering)["configuration"],
         ssh_key_id=body.ssh_key_id,
         volume_ids=list(body.volume_ids),
@@ -427,6 +454,28 @@ def delete_instance(call: Call) -> Response:
             call.faults.slow_delete if call.faults.slow_delete is not None else world.delete_seconds
         )
         world.changed(record)
+    return _single({"deleted": True, "id": record.id, "object": "spot.instance"})
+
+
+def restart_instance(call: Call) -> Response:
+    world = call.world
+    now = world.now()
+    record = world.instance(API, call.tenant, call.path("id"))
+    if record is None or record.phase(now) is Phase.DELETED:
+        raise not_found("instance", call.path("id"))
+    phase = record.phase(now)
+    if phase not in (Phase.ACTIVE, Phase.ERROR):
+        raise ApiError(
+            409,
+            Problem.CONFLICT,
+            f"instance {record.id} is {instance_json(record, now)['status']}; only active or error "
+            "instances restart",
+            field="id",
+        )
+    record.restarted_at = now
+    record.ready_at = now + world.boot_seconds
+    record.boot_outcome = BootOutcome.ACTIVE
+    world.changed(record)
     return _single(instance_json(record, now))
 
 
@@ -451,30 +500,21 @@ def get_volume(call: Call) -> Response:
 def create_volume(call: Call) -> Response:
     body = parse_body(CreateVolumeBody, call.body)
     world = call.world
-    if body.offering_id is not None:
-        offering = forward_volume_offering(body.offering_id)
-        if offering is None:
-            raise invalid(f"volume offering {body.offering_id} does not exist", field="offering_id")
-        for field, given, actual in (
-            ("provider", body.provider, offering.provider),
-            ("region", body.region, offering.region),
-        ):
-            if given is not None and given != actual:
-                raise invalid(
-                    f"{field} {given} does not match offering {offering.id} ({actual})", field=field
-                )
-    else:
-        if body.region is None:
-            raise invalid("give offering_id, or region (and optionally provider)", field="region")
-        offering = _volume_offering_in(body.region, body.provider)
+    offering = forward_volume_offering(body.offering_id)
+    if offering is None:
+        raise invalid(
+            f"volume offering {body.offering_id} does not exist (see GET /v1/spot/volumes/offerings)",
+            field="offering_id",
+        )
     if call.faults.capacity:
         raise ApiError(400, Problem.CAPACITY, f"no volume capacity at {offering.provider} {offering.region}")
     now = world.now()
+    volume_id = world.new_id(API, "volumes")
     record = VolumeRecord(
         api=API,
         tenant=call.tenant,
-        id=world.new_id(API, "volumes"),
-        name=body.name,
+        id=volume_id,
+        name=body.name if body.name is not None else f"volume-{volume_id.removeprefix('spot_vol_')}",
         created_at=now,
         cloud=offering.provider,
         region=offering.region,
@@ -487,19 +527,6 @@ def create_volume(call: Call) -> Response:
     )
     world.add(record)
     return _single(volume_json(record, None), status_code=201)
-
-
-def _volume_offering_in(region: str, provider: str | None) -> ForwardVolumeOffering:
-    """The provider's volume offering in a region, or the cheapest there when no provider is named."""
-    if provider is not None:
-        found = forward_volume_offering_at(provider, region)
-        if found is None:
-            raise invalid(f"no volume offering at {provider} {region}", field="region")
-        return found
-    candidates = [o for o in FORWARD_VOLUME_OFFERINGS if o.region == region]
-    if not candidates:
-        raise invalid(f"no volume offering in region {region}", field="region")
-    return min(candidates, key=lambda o: (float(o.price_per_gb_per_hour), o.provider))
 
 
 def delete_volume(call: Call) -> Response:
@@ -584,6 +611,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/spot/instances", _op("instances", "create"), create_instance),
     Endpoint("GET", "/spot/instances/{id}", _op("instances", "get"), get_instance),
     Endpoint("DELETE", "/spot/instances/{id}", _op("instances", "delete"), delete_instance),
+    Endpoint("POST", "/spot/instances/{id}/restart", _op("instances", "restart"), restart_instance),
     Endpoint("GET", "/spot/volumes", _op("volumes", "list"), list_volumes),
     Endpoint("POST", "/spot/volumes", _op("volumes", "create"), create_volume),
     Endpoint("GET", "/spot/volumes/{id}", _op("volumes", "get"), get_volume),

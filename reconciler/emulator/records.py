@@ -29,6 +29,15 @@ class Phase(str, Enum):
     DELETED = "deleted"
 
 
+class BootStage(str, Enum):
+    """Where a pending instance is: APIs that report more than `pending` name these."""
+
+    CREATING = "creating"  # accepted, not yet handed to the underlying cloud
+    PROVISIONING = "provisioning"  # the underlying cloud is allocating a machine
+    STARTING = "starting"  # the machine boots
+    RESTARTING = "restarting"  # a restart was asked for and has not completed
+
+
 class BootOutcome(str, Enum):
     ACTIVE = "active"
     ERROR = "error"
@@ -114,6 +123,8 @@ class InstanceRecord(RecordBase):
     boot_outcome: BootOutcome = BootOutcome.ACTIVE
     auto_delete_at: float | None = None
     delete_seconds: float = 0.0
+    restarted_at: float | None = None
+    deletion_reason: str | None = None
 
     def deletion_started(self, at: float) -> float | None:
         starts = [t for t in (self.deleted_at, self.auto_delete_at) if t is not None and t <= at]
@@ -126,6 +137,25 @@ class InstanceRecord(RecordBase):
         if self.ready_at is None or at < self.ready_at:
             return Phase.PENDING
         return Phase.ERROR if self.boot_outcome is BootOutcome.ERROR else Phase.ACTIVE
+
+    def boot_stage(self, at: float) -> BootStage:
+        """Which part of booting a PENDING instance is in: the boot time split in thirds
+        (creating, provisioning, starting), or restarting after a restart request."""
+        if self.restarted_at is not None and at >= self.restarted_at:
+            return BootStage.RESTARTING
+        if self.ready_at is None:
+            return BootStage.PROVISIONING
+        elapsed = (at - self.created_at) / max(self.ready_at - self.created_at, 1e-9)
+        if elapsed < 1 / 3:
+            return BootStage.CREATING
+        return BootStage.PROVISIONING if elapsed < 2 / 3 else BootStage.STARTING
+
+    def listed_at(self, at: float) -> bool:
+        """Still listed: not deleted, or deleted for less than the deletion took (then gone)."""
+        started = self.deletion_started(at)
+        if started is None:
+            return self.created_at <= at
+        return at < started + 2 * self.delete_seconds
 
     def live_at(self, at: float) -> bool:
         """Exists and is not fully deleted: it still holds its volumes and key."""

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from reconciler.emulator.faults import FaultConfig, FaultDecision, FaultInjector, FaultKind, Operation
+from reconciler.emulator.market import Market, MarketConfig, reclaim_targets
 from reconciler.emulator.records import tenant_id
 from reconciler.emulator.world import World
 
@@ -141,6 +142,7 @@ class Call:
     body: dict[str, Any]
     faults: FaultDecision
     world: World
+    market: Market = field(default_factory=Market)
 
     def query(self, name: str) -> str | None:
         return self.request.query_params.get(name)
@@ -284,9 +286,14 @@ class EmulatorRuntime:
         latency_seconds: float = 0.0,
         rate_limit: float | None = None,
         in_process: bool = False,
+        api_keys: frozenset[str] | None = None,
+        market: MarketConfig | None = None,
     ) -> None:
         self.world = world
         self.faults = FaultInjector(faults)
+        self.market = Market(market, world.now())
+        # None: any non-empty key is a tenant; otherwise only these keys are (others get 401).
+        self.api_keys = api_keys
         self.latency_seconds = latency_seconds
         self.limiter = RateLimiter(rate_limit)
         self.traffic = Traffic()
@@ -294,18 +301,25 @@ class EmulatorRuntime:
         self.in_process = in_process
 
     def routes(self, dialect: Dialect, endpoints: list[Endpoint]) -> list[BaseRoute]:
-        """Starlette routes for the endpoints, each path with and without a trailing slash."""
-        routes: list[BaseRoute] = []
+        """Starlette routes for the endpoints, each path with and without a trailing slash.
+
+        One route per path carries all its methods, so another method gets a 405 whose
+        `Allow` header lists them all.
+        """
+        by_path: dict[str, dict[str, Endpoint]] = {}
         for endpoint in endpoints:
-            serve = self._bind(dialect, endpoint)
-            path = endpoint.path.rstrip("/")
-            routes.append(Route(path, serve, methods=[endpoint.method]))
-            routes.append(Route(path + "/", serve, methods=[endpoint.method]))
+            by_path.setdefault(endpoint.path.rstrip("/"), {})[endpoint.method] = endpoint
+        routes: list[BaseRoute] = []
+        for path, methods in by_path.items():
+            serve = self._bind(dialect, methods)
+            routes.append(Route(path, serve, methods=list(methods)))
+            routes.append(Route(path + "/", serve, methods=list(methods)))
         return routes
 
-    def _bind(self, dialect: Dialect, endpoint: Endpoint) -> Callable[[Request], Any]:
+    def _bind(self, dialect: Dialect, methods: dict[str, Endpoint]) -> Callable[[Request], Any]:
         async def serve(request: Request) -> Response:
-            return await self.serve(request, dialect, endpoint)
+            method = "GET" if request.method == "HEAD" else request.method
+            return await self.serve(request, dialect, methods[method])
 
         return serve
 
@@ -331,8 +345,9 @@ class EmulatorRuntime:
             if refusal.fault is FaultKind.RATE_LIMIT:
                 return dialect.error_response(_rate_limited(refusal.retry_after))
             return dialect.error_response(_injected_status(refusal.status))
+        self._carry_out_reclaims()
         try:
-            response = endpoint.handler(Call(request, tenant, body, decision, self.world))
+            response = endpoint.handler(Call(request, tenant, body, decision, self.world, self.market))
         except ApiError as error:
             response = dialect.error_response(error)
         if ordinal:
@@ -342,8 +357,26 @@ class EmulatorRuntime:
             return DroppedResponse("lost_response")
         return response
 
+    def _carry_out_reclaims(self) -> None:
+        """Start deleting the instances the market has reclaimed by now (journaled at once)."""
+        due = self.market.due_reclaims(self.world.now()) if self.market.enabled else []
+        if not due:
+            return
+        instances = self.world.all_instances()
+        for moment, reclaim in due:
+            for record in reclaim_targets(reclaim, instances, moment):
+                record.deleted_at = moment
+                record.deletion_reason = reclaim.reason
+                record.delete_seconds = self.world.delete_seconds
+                self.world.changed(record)
+        self.world.commit()
+
     def _tenant(self, request: Request, dialect: Dialect, endpoint: Endpoint) -> str:
         key = dialect.api_key(request)
+        if key is not None and self.api_keys is not None and key not in self.api_keys:
+            if endpoint.authenticated:
+                raise ApiError(401, Problem.AUTHENTICATION, "invalid API key")
+            key = None
         if key is None:
             if endpoint.authenticated:
                 raise ApiError(401, Problem.AUTHENTICATION, "missing or invalid API key")

@@ -46,7 +46,11 @@ def build_api_routes_app(runtime: EmulatorRuntime, api: str) -> Starlette:
             error = ApiError(
                 status, Problem.NOT_FOUND, f"no such endpoint: {request.method} {request.url.path}"
             )
-        return dialect.error_response(error)
+        response = dialect.error_response(error)
+        allow = exc.headers.get("Allow") if isinstance(exc, HTTPException) and exc.headers else None
+        if allow:
+            response.headers["Allow"] = allow
+        return response
 
     return Starlette(
         routes=runtime.routes(dialect, endpoints), exception_handlers={HTTPException: http_error}

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from collections import Counter
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -39,13 +41,16 @@ from reconciler.emulator.catalogue import (
     SHADEFORM_INSTANCE_TYPES,
     SHADEFORM_VOLUME_TYPES,
     ShadeformInstanceType,
+    region_display_name,
     shadeform_instance_type,
     shadeform_volume_type,
 )
 from reconciler.emulator.faults import Operation
+from reconciler.emulator.market import Market, Quote, used_machines
 from reconciler.emulator.records import (
     Api,
     BootOutcome,
+    BootStage,
     InstanceRecord,
     Phase,
     SshKeyRecord,
@@ -63,20 +68,9 @@ from reconciler.emulator.validation import (
 from reconciler.emulator.world import World
 
 API: Api = "shadeform"
-ShadeformCloud = Literal[
-    "aws",
-    "azure",
-    "lambdalabs",
-    "tensordock",
-    "runpod",
-    "latitude",
-    "jarvislabs",
-    "oblivus",
-    "paperspace",
-    "datacrunch",
-    "massedcompute",
-    "vultr",
-]
+# `cloud` is an open string in the current document (its own example, hyperstack, is not in
+# the old seed's list): a cloud nobody sells is refused by the catalogue lookup instead.
+ShadeformCloud = Annotated[str, StringConstraints(min_length=1)]
 MAX_VOLUME_GB = 65536
 SSH_USER = "shadeform"
 
@@ -97,6 +91,31 @@ _STATUS = {
     Phase.DELETING: "deleting",
     Phase.DELETED: "deleted",
 }
+_PENDING_STATUS = {
+    BootStage.CREATING: "creating",
+    BootStage.PROVISIONING: "pending_provider",
+    BootStage.STARTING: "pending",
+    BootStage.RESTARTING: "pending",
+}
+GPU_MANUFACTURER = "nvidia"
+# The current document makes `deleted_at` a required date-time: before a delete it is the zero time.
+NOT_DELETED = "0001-01-01T00:00:00Z"
+BOOT_FAILED = "the instance failed to boot"
+
+
+def instance_status(record: InstanceRecord, at: float) -> str:
+    """The status the API reports: creating -> pending_provider -> pending while booting."""
+    phase = record.phase(at)
+    return _PENDING_STATUS[record.boot_stage(at)] if phase is Phase.PENDING else _STATUS[phase]
+
+
+def status_details(record: InstanceRecord, at: float) -> str | None:
+    phase = record.phase(at)
+    if phase is Phase.ERROR:
+        return BOOT_FAILED
+    if phase in (Phase.DELETING, Phase.DELETED):
+        return record.deletion_reason
+    return None
 
 
 class ShadeformDialect:
@@ -231,28 +250,61 @@ def _configuration(itype: ShadeformInstanceType, os: str) -> dict[str, Any]:
         "vcpus": itype.vcpus,
         "num_gpus": itype.num_gpus,
         "gpu_type": itype.gpu_type,
+        "gpu_manufacturer": GPU_MANUFACTURER,
         "interconnect": itype.interconnect,
+        "nvlink": itype.interconnect == "nvlink",
         "vram_per_gpu_in_gb": itype.vram_per_gpu_gb,
         "os": os,
         "os_options": list(itype.os_options),
     }
 
 
-def instance_type_json(itype: ShadeformInstanceType, region: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MarketView:
+    """The market at one moment, with the machines every tenant uses counted once."""
+
+    market: Market
+    at: float
+    used: Counter[str]
+
+    @classmethod
+    def of(cls, call: Call) -> MarketView:
+        at = call.world.now()
+        used = used_machines(call.world.all_instances(API), at) if call.market.enabled else Counter()
+        return cls(call.market, at, used)
+
+    def quote(self, itype: ShadeformInstanceType, region: str, spot: bool) -> Quote | None:
+        """The on-demand or spot offer of a type in a region; None where none is sold."""
+        place = itype.region(region)
+        if place is None:
+            return None
+        key = f"shadeform:{itype.cloud}:{region}:{itype.shade_instance_type}"
+        if not spot:
+            return self.market.quote(key, place.available, itype.hourly_price_cents, self.at, self.used)
+        if place.spot_available is None or place.spot_price_cents is None:
+            return None
+        return self.market.quote(
+            key + ":spot", place.spot_available, place.spot_price_cents, self.at, self.used
+        )
+
+
+def instance_type_json(itype: ShadeformInstanceType, region: str | None, view: MarketView) -> dict[str, Any]:
     availability: list[dict[str, Any]] = []
     for entry in itype.availability:
         if region is not None and entry.region != region:
             continue
-        availability.append(
-            {"region": entry.region, "available": entry.available, "rental_type": "on_demand"}
-        )
-        if entry.spot_available is not None and entry.spot_price_cents is not None:
+        shown = {"region": entry.region, "display_name": region_display_name(entry.region)}
+        on_demand = view.quote(itype, entry.region, spot=False)
+        if on_demand is not None:
+            availability.append(shown | {"available": on_demand.available, "rental_type": "on_demand"})
+        spot = view.quote(itype, entry.region, spot=True)
+        if spot is not None:
             availability.append(
-                {
-                    "region": entry.region,
-                    "available": entry.spot_available,
+                shown
+                | {
+                    "available": spot.available,
                     "rental_type": "spot",
-                    "hourly_price": f"{entry.spot_price_cents / 100:.2f}",
+                    "hourly_price": f"{spot.price_cents / 100:.2f}",
                 }
             )
     home = next((a["region"] for a in availability if a["available"]), availability[0]["region"])
@@ -270,7 +322,6 @@ def instance_type_json(itype: ShadeformInstanceType, region: str | None) -> dict
 
 
 def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
-    phase = record.phase(at)
     booted = (
         record.ready_at is not None and record.ready_at <= at and record.boot_outcome is BootOutcome.ACTIVE
     )
@@ -284,15 +335,15 @@ def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
         "cloud_assigned_id": record.cloud_assigned_id,
         "shade_cloud": record.shade_cloud,
         "name": record.name,
-        "configuration": record.configuration,
+        "configuration": {"gpu_manufacturer": GPU_MANUFACTURER, **record.configuration},
         "ip": record.ip if booted else "",
         "ssh_user": SSH_USER,
         "ssh_port": 22,
-        "status": _STATUS[phase],
+        "status": instance_status(record, at),
         "cost_estimate": f"{record.hourly_price_cents / 100 * record.billed_hours(at):.2f}",
         "hourly_price": record.hourly_price_cents,
         "created_at": iso_time(record.created_at),
-        "deleted_at": iso_time(deleted) if deleted is not None else None,
+        "deleted_at": iso_time(deleted) if deleted is not None else NOT_DELETED,
         "ssh_key_id": record.ssh_key_id,
         "volume_ids": record.volume_ids,
         "tags": record.tags,
@@ -305,8 +356,9 @@ def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
         body["auto_delete"] = record.auto_delete
     if record.alert is not None:
         body["alert"] = record.alert
-    if phase is Phase.ERROR:
-        body["status_details"] = "the instance failed to boot"
+    details = status_details(record, at)
+    if details is not None:
+        body["status_details"] = details
     return body
 
 
@@ -349,6 +401,7 @@ def list_instance_types(call: Call) -> Response:
     if sort not in (None, "price"):
         raise invalid("sort must be 'price'", field="sort")
     chosen = []
+    view = MarketView.of(call)
     for itype in SHADEFORM_INSTANCE_TYPES:
         if cloud is not None and itype.cloud != cloud:
             continue
@@ -360,7 +413,7 @@ def list_instance_types(call: Call) -> Response:
             continue
         if region is not None and itype.region(region) is None:
             continue
-        entry = instance_type_json(itype, region)
+        entry = instance_type_json(itype, region, view)
         if available is not None and any(a["available"] for a in entry["availability"]) is not available:
             continue
         chosen.append(entry)
@@ -395,7 +448,7 @@ def _bool_query(call: Call, name: str) -> bool | None:
 
 def _live_instance(call: Call) -> InstanceRecord:
     record = call.world.instance(API, call.tenant, call.path("id"))
-    if record is None or record.phase(call.world.now()) is Phase.DELETED:
+    if record is None or not record.listed_at(call.world.now()):
         raise not_found("instance", call.path("id"))
     return record
 
@@ -421,7 +474,7 @@ def list_instances(call: Call) -> Response:
     instances = [
         instance_json(record, now)
         for record in call.world.instances(API, call.tenant)
-        if record.phase(now) is not Phase.DELETED
+        if record.listed_at(now)
     ]
     return JSONResponse({"instances": instances})
 
@@ -445,12 +498,10 @@ def create_instance(call: Call) -> Response:
     os = body.os or itype.os_options[0]
     if os not in itype.os_options:
         raise invalid(f"os {os} is not one of {', '.join(itype.os_options)}", field="os")
-    if body.rental_type == "spot":
-        if place.spot_available is None or place.spot_price_cents is None:
-            raise invalid(f"{body.cloud} sells no spot capacity in {body.region}", field="rental_type")
-        available, cents = place.spot_available, place.spot_price_cents
-    else:
-        available, cents = place.available, itype.hourly_price_cents
+    quote = MarketView.of(call).quote(itype, body.region, spot=body.rental_type == "spot")
+    if quote is None:
+        raise invalid(f"{body.cloud} sells no spot capacity in {body.region}", field="rental_type")
+    available, cents = quote.available, quote.price_cents
     now = world.now()
     if body.ssh_key_id is not None:
         key = world.ssh_key(API, call.tenant, body.ssh_key_id)
@@ -536,7 +587,7 @@ def update_instance(call: Call) -> Response:
     record = _live_instance(call)
     body = parse_body(UpdateInstanceBody, call.body)
     world = call.world
-    if record.phase(world.now()) is Phase.DELETING:
+    if record.phase(world.now()) in (Phase.DELETING, Phase.DELETED):
         raise ApiError(409, Problem.CONFLICT, f"instance {record.id} is being deleted", code="INVALID_STATE")
     given = body.model_fields_set
     if "name" in given:
@@ -565,8 +616,12 @@ def restart_instance(call: Call) -> Response:
     phase = record.phase(now)
     if phase not in (Phase.ACTIVE, Phase.ERROR):
         raise ApiError(
-            409, Problem.CONFLICT, f"instance {record.id} is {_STATUS[phase]}", code="INVALID_STATE"
+            409,
+            Problem.CONFLICT,
+            f"instance {record.id} is {instance_status(record, now)}",
+            code="INVALID_STATE",
         )
+    record.restarted_at = now
     record.ready_at = now + world.boot_seconds
     record.boot_outcome = BootOutcome.ACTIVE
     world.changed(record)
@@ -576,7 +631,7 @@ def restart_instance(call: Call) -> Response:
 def delete_instance(call: Call) -> Response:
     record = _live_instance(call)
     world = call.world
-    if record.phase(world.now()) is not Phase.DELETING:
+    if record.phase(world.now()) not in (Phase.DELETING, Phase.DELETED):
         record.deleted_at = world.now()
         record.delete_seconds = (
             call.faults.slow_delete if call.faults.slow_delete is not None else world.delete_seconds
@@ -597,7 +652,7 @@ def list_volume_types(call: Call) -> Response:
                     "region": v.region,
                     "supports_multi_mount": v.supports_multi_mount,
                     "fixed_size": v.fixed_size,
-                    "price_per_gb_per_hour": v.price_per_gb_per_hour,
+                    "price_per_gb_per_hour": f"{v.price_per_gb_per_hour:.5f}",
                 }
                 for v in SHADEFORM_VOLUME_TYPES
             ]

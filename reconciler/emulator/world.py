@@ -137,6 +137,12 @@ class World:
             if isinstance(r, InstanceRecord)
         ]
 
+    def all_instances(self, api: Api | None = None) -> list[InstanceRecord]:
+        """Every tenant's instances (in one API, or both): what uses up a market's machines."""
+        return [
+            r for r in self._index.values() if isinstance(r, InstanceRecord) and api in (None, r.api)
+        ]
+
     def volumes(self, api: Api, tenant: str) -> list[VolumeRecord]:
         return [
             r for r in self._scopes.get((api, tenant, "volumes"), {}).values() if isinstance(r, VolumeRecord)

@@ -5,11 +5,13 @@ Documented endpoints (shared seeds): `GET /spot/compute/offerings`,
 `GET /spot/volumes/`, `GET /spot/volumes/{id}`, `GET /spot/ssh-keys/`. Errors are
 `{"error": {"type", "message", "field"}}`.
 
-Assumed endpoints, which the reference excerpt does not list, following its REST
-conventions (as the seeds' README prescribes): `DELETE /spot/instances/{id}`,
-`POST /spot/volumes/` with `{"name", "size_gb", "region", "provider"?}`,
-`DELETE /spot/volumes/{id}`, `POST /spot/ssh-keys/` with `{"name", "public_key"}` and
-`DELETE /spot/ssh-keys/{id}`. There is no single-key read, so `get` of an SSH key
+Write endpoints as Forward's own SDK (fwd-sdk 0.1.1) documents them: `DELETE
+/spot/instances/{id}` (answers `{deleted, id, object}`), `POST /spot/volumes/` with
+`{"name", "offering_id", "size_gb"}` (the offering is the cheapest volume offering in the
+volume's region, of its `cloud` when given, from `GET /spot/volumes/offerings`, read once per
+client), `DELETE /spot/volumes/{id}`, `POST /spot/ssh-keys/` with `{"name", "public_key"}`
+(the key is registered with the API's default provider) and `DELETE /spot/ssh-keys/{id}`.
+Create answers are 200 `{id, object}` or 201 with the object; both are read. There is no single-key read, so `get` of an SSH key
 filters the (cached) key list. The excerpt does not show the auth scheme either: the key
 goes in `Authorization: Bearer <key>` (`AUTH_HEADER`).
 
@@ -158,6 +160,8 @@ class ForwardProvider:
             clock=clock,
         )
         self.calls = self.api.calls
+        self._volume_offerings: builtins.list[VolumeOffering] | None = None
+        self._volume_offerings_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"ForwardProvider({self.api!r})"
@@ -195,6 +199,8 @@ class ForwardProvider:
 
     async def create(self, kind: Kind, spec: dict[str, Any], marker: str) -> CreatedResource:
         body = self._create_body(kind, spec, marker)
+        if kind is Kind.VOLUME:
+            body["offering_id"] = await self._volume_offering_id(spec)
         data = await self.api.request("POST", _COLLECTION[kind], json=body, create=True)
         if isinstance(data, dict) and isinstance(data.get("data"), dict):
             data = data["data"]
@@ -247,16 +253,32 @@ class ForwardProvider:
     async def aclose(self) -> None:
         await self.api.aclose()
 
+    async def _volume_offering_id(self, spec: dict[str, Any]) -> str:
+        """The volume offering a volume is created from: the cheapest in its region (and cloud)."""
+        async with self._volume_offerings_lock:
+            if self._volume_offerings is None:
+                self._volume_offerings = await self.volume_offerings()
+        region, cloud = spec.get("region"), spec.get("cloud")
+        candidates = [
+            o for o in self._volume_offerings if o.region == region and (not cloud or o.cloud == cloud)
+        ]
+        if not candidates:
+            where = f"{cloud} {region}" if cloud else f"region {region}"
+            raise ProviderError(
+                f"no volume offering in {where}",
+                provider=self.name,
+                error_type="no_volume_offering",
+                hint="`reconciler offerings` lists where Forward Compute sells volumes",
+            )
+        return min(candidates, key=lambda o: (o.price_per_gb_hour, o.cloud, o.id)).id
+
     def _create_body(self, kind: Kind, spec: dict[str, Any], marker: str) -> dict[str, Any]:
         name = join_name_marker(spec["name"], marker)
         if kind is Kind.SSH_KEY:
             return {"name": name, "public_key": spec["public_key"]}
         if kind is Kind.VOLUME:
-            body: dict[str, Any] = {"name": name, "size_gb": int(spec["size_gb"]), "region": spec["region"]}
-            if spec.get("cloud"):
-                body["provider"] = spec["cloud"]
-            return body
-        body = {"name": name, "offering_id": spec["offering_id"]}
+            return {"name": name, "size_gb": int(spec["size_gb"])}
+        body: dict[str, Any] = {"name": name, "offering_id": spec["offering_id"]}
         if spec.get("ssh_key_id"):
             body["ssh_key_id"] = spec["ssh_key_id"]
         if spec.get("volume_ids"):

@@ -55,6 +55,7 @@ MARKER_TAG_PREFIX = "reconciler:"
 STATUS_MAP: dict[str, Status] = {
     "pending": Status.PENDING,
     "creating": Status.PENDING,
+    "pending_provider": Status.PENDING,
     "restarting": Status.PENDING,
     "active": Status.ACTIVE,
     "deleting": Status.DELETING,

@@ -17,10 +17,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import yaml
 from emulator_fixtures import seed_file
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
@@ -76,11 +78,23 @@ def documented_newer_statuses() -> list[str]:
 
 def shadeform_openapi() -> dict[str, Any]:
     """The OpenAPI seed, with its instance Status enum extended by the markdown's newer statuses
-    (creating, deleting, error): the enum predates them and a client must accept them."""
+    (creating, deleting, error) and the current document's (pending_provider): the enum
+    predates them and a client must accept them."""
     document: dict[str, Any] = json.loads(seed_text("shadeform-openapi.json"))
     status = document["components"]["schemas"]["Status"]
-    status["enum"] = status["enum"] + [s for s in documented_newer_statuses() if s not in status["enum"]]
+    newer = [*documented_newer_statuses(), *current_statuses()]
+    status["enum"] = status["enum"] + [s for s in dict.fromkeys(newer) if s not in status["enum"]]
     return document
+
+
+def shadeform_openapi_current() -> dict[str, Any]:
+    """Shadeform's current OpenAPI document: what the service answers today."""
+    document: dict[str, Any] = yaml.safe_load(seed_text("shadeform-openapi-current.yaml"))
+    return document
+
+
+def current_statuses() -> list[str]:
+    return list(shadeform_openapi_current()["components"]["schemas"]["Status"]["enum"])
 
 
 def shadeform_root_path(document: dict[str, Any]) -> str:
@@ -185,6 +199,14 @@ def shadeform_volume_fields() -> dict[str, str | None]:
     """A Volume's documented fields; `size_in_gb` typed as the seed types it in the create body."""
     fields = markdown_fields("Volume")
     fields["size_in_gb"] = "int"
+    return fields
+
+
+def shadeform_volume_type_fields() -> dict[str, str | None]:
+    """A volume type's documented fields; the price is a string, as the current document says
+    (the markdown seed's "number" predates it)."""
+    fields = markdown_fields("VolumeType")
+    fields["price_per_gb_per_hour"] = "string"
     return fields
 
 
@@ -386,7 +408,21 @@ def forward_routes() -> set[Route]:
     for the ones it does not list (deletes, volume and key creation)."""
     documented = {Route(*section.split(" ", 1)) for section in _forward_blocks()}
     conventions = {r for r in backticked_routes(seed_text("README.md")) if r.template.startswith("/v1/")}
-    return documented | conventions
+    return documented | conventions | forward_sdk_routes()
+
+
+def forward_sdk_routes() -> set[Route]:
+    """The spot and model routes Forward's own SDK (fwd-sdk) calls, read from its API modules."""
+    import fwd_sdk.api
+
+    routes = set()
+    for module in Path(fwd_sdk.api.__file__).parent.glob("*_api.py"):
+        text = module.read_text()
+        for method, path in re.findall(r"method='(\w+)',\s*resource_path='([^']+)'", text):
+            if path.startswith(("/v1/spot/", "/v1/models")):
+                routes.add(Route(method, path))
+    assert routes, "no spot routes found in the SDK"
+    return routes
 
 
 def forward_convention_routes() -> set[Route]:

@@ -31,11 +31,11 @@ from contract_support import (
     check_markdown_object,
     check_response,
     forward_sections,
-    markdown_fields,
     send_and_copy,
     shadeform_openapi,
     shadeform_ssh_key_fields,
     shadeform_volume_fields,
+    shadeform_volume_type_fields,
 )
 from emulator_fixtures import ServerProcess
 
@@ -265,7 +265,7 @@ async def test_shadeform_volumes(shadeform: ShadeformProvider, shadeform_target:
     prices = await shadeform.volume_offerings()
     volume_types = shadeform_target.answer("/volumes/types").json()["volume_types"]
     for item in volume_types:
-        check_markdown_object(item, markdown_fields("VolumeType"))
+        check_markdown_object(item, shadeform_volume_type_fields())
     assert len(prices) == len(volume_types)
 
     live = await shadeform.list(Kind.VOLUME)

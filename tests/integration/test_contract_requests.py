@@ -36,23 +36,25 @@ from contract_support import (
     RecordingTransport,
     Route,
     find_route,
-    forward_convention_routes,
     forward_create_instance_contract,
     forward_query_parameters,
     forward_routes,
-    forward_sections,
+    forward_sdk_routes,
     is_json_type,
     openapi_validator,
+    operation_keys,
     seed_text,
     shadeform_body_fields,
     shadeform_create_request_schema,
     shadeform_openapi,
+    shadeform_openapi_current,
     shadeform_query_parameters,
     shadeform_root_path,
     shadeform_routes,
     shadeform_update_request_schema,
 )
 from emulator_fixtures import DELETE_SECONDS, REPO_ROOT
+from fwd_sdk import CreateInstanceRequest, CreateSshKeyRequest, CreateVolumeRequest
 
 from reconciler.config.loader import load_config
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
@@ -455,28 +457,27 @@ def test_forward_create_instance_body_has_only_the_documented_fields(
     }
 
 
-def test_forward_volume_and_key_bodies_use_the_resources_documented_fields(
+SDK_REQUEST_MODELS = {
+    "create(instances)": CreateInstanceRequest,
+    "create(volumes)": CreateVolumeRequest,
+    "create(ssh_keys)": CreateSshKeyRequest,
+}
+
+
+def test_forward_create_bodies_are_exactly_what_the_sdk_request_models_accept(
     forward_requests: list[RecordedRequest],
 ) -> None:
-    # The excerpt documents no create body for volumes and keys (the README's convention gives
-    # the route): a body may only name fields the resource itself documents, with their types.
-    sections = forward_sections()
-    resources = {
-        "create(volumes)": sections["GET /v1/spot/volumes/{id}"]["200"],
-        "create(ssh_keys)": sections["GET /v1/spot/ssh-keys/"]["200"],
-    }
-    conventions = forward_convention_routes()
-    for caller, fields in resources.items():
-        documented = {f.name: f for f in fields}
-        requests = [r for r in forward_requests if r.caller == caller]
+    # Forward's SDK (generated from Forward's OpenAPI document) is the reference for the write
+    # endpoints the excerpt omits: a body must validate with its strict request model and name
+    # no field the model does not know.
+    for caller, model in SDK_REQUEST_MODELS.items():
+        requests = [r for r in forward_requests if r.caller == caller and r.method == "POST"]
         assert requests, f"no {caller} request recorded"
+        known = {field.alias or name for name, field in model.model_fields.items()}
         for request in requests:
-            assert Route(request.method, request.path) in conventions, str(request)
-            body = request.body
-            assert set(body) <= set(documented), f"{request}: undocumented {set(body) - set(documented)}"
-            assert "name" in body, str(request)
-            for name, value in body.items():
-                assert is_json_type(value, JSON_TYPES[documented[name].json_type]), f"{request}: {name}"
+            assert set(request.body) <= known, f"{request}: unknown to the SDK {set(request.body) - known}"
+            model.model_validate(request.body)
+            assert "name" in request.body, str(request)
 
 
 def test_forward_reads_and_deletes_send_no_body(forward_requests: list[RecordedRequest]) -> None:
@@ -493,6 +494,7 @@ def test_forward_reads_and_deletes_send_no_body(forward_requests: list[RecordedR
 @dataclass(frozen=True)
 class CoverageRow:
     route: Route
+    current: str
     emulator: str
     client: str
 
@@ -506,11 +508,11 @@ def coverage_tables() -> dict[str, dict[Route, CoverageRow]]:
         rows: dict[Route, CoverageRow] = {}
         for line in section.splitlines():
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            if not line.startswith("|") or len(cells) != 5 or cells[0] not in ("GET", "POST", "DELETE"):
+            if not line.startswith("|") or len(cells) != 6 or cells[0] not in ("GET", "POST", "DELETE"):
                 continue
             route = Route(cells[0], cells[1].strip("`"))
             assert route not in rows, f"{title}: {route} listed twice"
-            rows[route] = CoverageRow(route, cells[2], cells[3])
+            rows[route] = CoverageRow(route, cells[2], cells[3], cells[4])
         if rows:
             tables[title] = rows
     return tables
@@ -526,12 +528,17 @@ def emulated(endpoints: list[Any], root: str) -> set[Route]:
 
 
 def check_table(
-    rows: dict[Route, CoverageRow], documented: set[Route], served: set[Route], used: dict[Route, set[str]]
+    rows: dict[Route, CoverageRow],
+    documented: set[Route],
+    current: set[Route],
+    served: set[Route],
+    used: dict[Route, set[str]],
 ) -> None:
     assert set(rows) == documented, (
         f"missing rows {sorted(map(str, documented - set(rows)))}, extra {sorted(map(str, set(rows) - documented))}"
     )
     for route, row in rows.items():
+        assert row.current.startswith("yes" if route in current else "no"), f"{route}: current {row.current!r}"
         assert row.emulator.startswith("yes" if route in served else "no"), f"{route}: emulator {row.emulator!r}"
         claimed = set(re.findall(r"`([\w.]+\(\w*\))`", row.client))
         if not claimed:
@@ -546,13 +553,15 @@ def test_api_coverage_table_matches_the_code(
     assert set(tables) == {"Shadeform", "Forward Compute"}, f"sections: {sorted(tables)}"
 
     root = shadeform_root_path(openapi)
-    relative = {Route(r.method, r.template.removeprefix(root)) for r in shadeform_routes(openapi)}
+    current = {Route(m.upper(), p) for p, m in operation_keys(shadeform_openapi_current())}
+    relative = {Route(r.method, r.template.removeprefix(root)) for r in shadeform_routes(openapi)} | current
     used: dict[Route, set[str]] = {}
     for route, request in routed(shadeform_requests, shadeform_routes(openapi)):
         used.setdefault(Route(route.method, route.template.removeprefix(root)), set()).add(request.caller)
-    check_table(tables["Shadeform"], relative, emulated(shadeform_emulator.ENDPOINTS, ""), used)
+    check_table(tables["Shadeform"], relative, current, emulated(shadeform_emulator.ENDPOINTS, ""), used)
 
     used = {}
     for route, request in routed(forward_requests, forward_routes()):
         used.setdefault(route, set()).add(request.caller)
-    check_table(tables["Forward Compute"], forward_routes(), emulated(forward_emulator.ENDPOINTS, "/v1"), used)
+    served = emulated(forward_emulator.ENDPOINTS, "/v1")
+    check_table(tables["Forward Compute"], forward_routes(), forward_sdk_routes(), served, used)

@@ -21,11 +21,11 @@ from contract_support import (
     check_request,
     check_response,
     forward_sections,
-    markdown_fields,
     operation_keys,
     shadeform_openapi,
     shadeform_ssh_key_fields,
     shadeform_volume_fields,
+    shadeform_volume_type_fields,
 )
 from emulator_fixtures import (
     BOOT_SECONDS,
@@ -141,7 +141,7 @@ async def test_every_openapi_operation_answers_per_its_schema(
             assert refused.status_code == 409
 
     assert covered == operation_keys(openapi)
-    assert statuses_seen == {"pending", "active", "error", "deleting"}
+    assert statuses_seen == {"creating", "active", "error", "deleting"}
 
 
 # ------------------------------------------------------------------ Shadeform: markdown seed
@@ -152,7 +152,7 @@ async def test_volumes_and_ssh_keys_carry_the_documented_fields(
 ) -> None:
     volume_types = (await shadeform.get("/volumes/types")).json()["volume_types"]
     for item in volume_types:
-        check_markdown_object(item, markdown_fields("VolumeType"))
+        check_markdown_object(item, shadeform_volume_type_fields())
     volume_id = await create_shadeform_volume(shadeform)
     volume_fields = shadeform_volume_fields()
     for item in [

@@ -175,7 +175,7 @@ async def test_stuck_pending_never_boots(
     healthy = await create_shadeform_instance(shadeform)
     clock.advance(86400)
     statuses = {i["id"]: i["status"] for i in (await shadeform.get("/instances")).json()["instances"]}
-    assert statuses == {stuck: "pending", healthy: "active"}
+    assert statuses == {stuck: "pending_provider", healthy: "active"}
 
 
 async def test_slow_delete_keeps_deleting_longer(
@@ -187,6 +187,8 @@ async def test_slow_delete_keeps_deleting_longer(
     clock.advance(59)
     assert (await shadeform.get(f"/instances/{instance_id}/info")).json()["status"] == "deleting"
     clock.advance(1)
+    assert (await shadeform.get(f"/instances/{instance_id}/info")).json()["status"] == "deleted"
+    clock.advance(60)
     assert (await shadeform.get(f"/instances/{instance_id}/info")).status_code == 404
 
 

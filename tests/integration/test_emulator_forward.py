@@ -22,6 +22,7 @@ from reconciler.emulator.catalogue import (
     FORWARD_VOLUME_OFFERINGS,
     forward_compute_offering,
     forward_offerings,
+    forward_volume_offering_at,
 )
 
 pytest_plugins = ["emulator_fixtures"]
@@ -223,7 +224,10 @@ async def test_instance_lifecycle(forward: httpx.AsyncClient, clock: ManualClock
     assert fetched["status"] == "active" and fetched["ip"]
     assert [i["id"] for i in (await forward.get("/spot/instances")).json()["data"]] == [created["id"]]
     response = await forward.delete(f"/spot/instances/{created['id']}")
-    assert (response.status_code, response.json()["status"]) == (200, "deleting")
+    assert (response.status_code, response.json()) == (
+        200,
+        {"deleted": True, "id": created["id"], "object": "spot.instance"},
+    )
     assert [i["status"] for i in (await forward.get("/spot/instances/")).json()["data"]] == ["deleting"]
     clock.advance(DELETE_SECONDS)
     assert (await forward.get("/spot/instances/")).json()["data"] == []
@@ -235,7 +239,9 @@ async def test_instance_lifecycle(forward: httpx.AsyncClient, clock: ManualClock
 async def test_instance_with_key_and_volume(forward: httpx.AsyncClient) -> None:
     offering = forward_offerings(available=True)[0]
     key_id = await create_key(forward)
-    volume = await create_volume(forward, provider=offering.provider, region=offering.region)
+    place = forward_volume_offering_at(offering.provider, offering.region)
+    assert place is not None
+    volume = await create_volume(forward, offering_id=place.id)
     instance = await create_forward_instance(
         forward, offering_id=offering.id, ssh_key_id=key_id, volume_ids=[volume["id"]]
     )
@@ -313,7 +319,7 @@ async def test_list_lag_hides_new_and_keeps_deleted_instances(clock: ManualClock
 # ------------------------------------------------------------------ volumes
 
 
-async def test_volume_lifecycle_and_placement_choices(forward: httpx.AsyncClient) -> None:
+async def test_volume_lifecycle_by_offering(forward: httpx.AsyncClient) -> None:
     by_offering = await create_volume(forward, offering_id=FORWARD_VOLUME_OFFERINGS[1].id)
     assert (by_offering["provider"], by_offering["region"]) == (
         FORWARD_VOLUME_OFFERINGS[1].provider,
@@ -322,12 +328,11 @@ async def test_volume_lifecycle_and_placement_choices(forward: httpx.AsyncClient
     assert re.fullmatch(r"spot_vol_[0-9a-f]{12}", str(by_offering["id"]))
     assert by_offering["object"] == "spot.volume" and "mounted_by" not in by_offering
     assert isinstance(by_offering["cost_estimate"], float)
-    explicit = await create_volume(forward, provider="crusoe", region="us-west-2")
+    crusoe = next(o for o in FORWARD_VOLUME_OFFERINGS if (o.provider, o.region) == ("crusoe", "us-west-2"))
+    explicit = await create_volume(forward, offering_id=crusoe.id)
     assert (explicit["provider"], explicit["region"]) == ("crusoe", "us-west-2")
-    in_region = [o for o in FORWARD_VOLUME_OFFERINGS if o.region == "us-east-1"]
-    cheapest = min(in_region, key=lambda o: float(o.price_per_gb_per_hour))
-    region_only = await create_volume(forward, region="us-east-1")
-    assert region_only["provider"] == cheapest.provider
+    unnamed = await create_volume(forward, name=None, offering_id=crusoe.id)
+    assert str(unnamed["name"]).startswith("volume-")
     listed = (await forward.get("/spot/volumes")).json()
     assert listed["url"] == "/v1/spot/volumes" and len(listed["data"]) == 3
     assert (await forward.get(f"/spot/volumes/{explicit['id']}")).json()["size_gb"] == 100
@@ -340,14 +345,13 @@ async def test_volume_lifecycle_and_placement_choices(forward: httpx.AsyncClient
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"size_gb": 100}, "name"),
-        ({"name": "v", "size_gb": 0, "region": "us-east-1"}, "size_gb"),
-        ({"name": "v", "size_gb": "100", "region": "us-east-1"}, "size_gb"),
-        ({"name": "v", "size_gb": 10}, "region"),
-        ({"name": "v", "size_gb": 10, "region": "mars-1"}, "region"),
-        ({"name": "v", "size_gb": 10, "provider": "crusoe", "region": "eu-central-1"}, "region"),
+        ({"name": "", "size_gb": 100, "offering_id": "VOFF"}, "name"),
+        ({"name": "v", "size_gb": 0, "offering_id": "VOFF"}, "size_gb"),
+        ({"name": "v", "size_gb": "100", "offering_id": "VOFF"}, "size_gb"),
+        ({"name": "v", "size_gb": 10}, "offering_id"),
+        ({"name": "v", "size_gb": 10, "region": "us-east-1"}, "offering_id"),
+        ({"name": "v", "size_gb": 10, "offering_id": 7}, "offering_id"),
         ({"name": "v", "size_gb": 10, "offering_id": "spot_voff_000000000000"}, "offering_id"),
-        ({"name": "v", "size_gb": 10, "offering_id": "VOFF", "region": "mars-1"}, "region"),
     ],
 )
 async def test_volume_validation(forward: httpx.AsyncClient, body: dict[str, object], field: str) -> None:

@@ -97,7 +97,7 @@ async def test_each_api_key_is_a_separate_tenant(cloud: EmbeddedCloud, shadeform
             400,
             "INVALID_REQUEST",
         )
-    assert (await shadeform.get(f"/instances/{instance_id}/info")).json()["status"] == "pending"
+    assert (await shadeform.get(f"/instances/{instance_id}/info")).json()["status"] == "creating"
 
 
 # ------------------------------------------------------------------ instance types
@@ -169,7 +169,7 @@ async def test_instance_types_bad_filters_are_400(
 # ------------------------------------------------------------------ instances
 
 
-async def test_create_boots_pending_then_active_on_the_clock(
+async def test_create_boots_creating_pending_provider_pending_then_active_on_the_clock(
     shadeform: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     response = await shadeform.post("/instances/create", json=instance_body(tags=["team:ml"]))
@@ -178,9 +178,11 @@ async def test_create_boots_pending_then_active_on_the_clock(
     assert set(created) == {"id", "cloud_assigned_id"}
     uuid.UUID(created["id"])
     info = (await shadeform.get(f"/instances/{created['id']}/info")).json()
-    assert (info["status"], info["ip"]) == ("pending", "")
+    assert (info["status"], info["ip"]) == ("creating", "")
     assert info["cloud_assigned_id"] == created["cloud_assigned_id"]
-    clock.advance(BOOT_SECONDS - 0.01)
+    clock.advance(BOOT_SECONDS / 2)
+    assert (await shadeform.get(f"/instances/{created['id']}/info")).json()["status"] == "pending_provider"
+    clock.advance(BOOT_SECONDS / 2 - 0.01)
     assert (await shadeform.get(f"/instances/{created['id']}/info")).json()["status"] == "pending"
     clock.advance(0.02)
     info = (await shadeform.get(f"/instances/{created['id']}/info")).json()
@@ -319,14 +321,18 @@ async def test_spot_rental_uses_the_spot_price(shadeform: httpx.AsyncClient) -> 
     assert "spot" in assert_error(await shadeform.post("/instances/create", json=no_spot), 400)
 
 
-async def test_delete_moves_to_deleting_then_gone(shadeform: httpx.AsyncClient, clock: ManualClock) -> None:
+async def test_delete_moves_to_deleting_then_deleted_then_gone(shadeform: httpx.AsyncClient, clock: ManualClock) -> None:
     instance_id = await create_shadeform_instance(shadeform)
     clock.advance(BOOT_SECONDS)
     response = await shadeform.post(f"/instances/{instance_id}/delete")
     assert (response.status_code, response.content) == (200, b"")
     info = (await shadeform.get(f"/instances/{instance_id}/info")).json()
-    assert info["status"] == "deleting" and info["deleted_at"] is not None
+    assert info["status"] == "deleting" and info["deleted_at"] not in (None, "0001-01-01T00:00:00Z")
     assert [i["status"] for i in (await shadeform.get("/instances")).json()["instances"]] == ["deleting"]
+    assert (await shadeform.post(f"/instances/{instance_id}/delete")).status_code == 200
+    clock.advance(DELETE_SECONDS)
+    assert [i["status"] for i in (await shadeform.get("/instances")).json()["instances"]] == ["deleted"]
+    assert (await shadeform.get(f"/instances/{instance_id}/info")).json()["status"] == "deleted"
     assert (await shadeform.post(f"/instances/{instance_id}/delete")).status_code == 200
     clock.advance(DELETE_SECONDS)
     assert (await shadeform.get("/instances")).json() == {"instances": []}

@@ -147,6 +147,10 @@ async def test_full_lifecycle_of_every_kind(
     assert deleting.status is Status.DELETING
     clock.advance(DELETE_SECONDS)
     assert await provider.list(Kind.INSTANCE) == []
+    deleted = await provider.get(Kind.INSTANCE, created.id)
+    assert deleted is not None and deleted.status is Status.DELETED
+    await provider.delete(Kind.INSTANCE, created.id)  # deleted: still a success
+    clock.advance(DELETE_SECONDS)
     assert await provider.get(Kind.INSTANCE, created.id) is None
     await provider.delete(Kind.INSTANCE, created.id)  # already gone: still a success
 
