@@ -429,12 +429,12 @@ class ApiClient:
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
         if status in (401, 403):
+            # One line that names where the key comes from, never the key or the API's words about it.
             return AuthError(
-                message,
+                f"the API key was refused; set {self.key_env_var} to a valid {self.provider} API key",
                 provider=self.provider,
                 status=status,
                 error_type=body.type,
-                hint=f"set {self.key_env_var} to a valid {self.provider} API key",
             )
         if status == 404:
             return NotFoundError(message, provider=self.provider, status=status, error_type=body.type)

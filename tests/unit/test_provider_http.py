@@ -402,3 +402,14 @@ async def test_a_server_error_on_create_is_an_unknown_outcome_even_if_it_says_ca
         await client.request("POST", "/things/create", json={}, create=True)
     assert info.value.error_type == CREATE_OUTCOME_UNKNOWN and not isinstance(info.value, CapacityError)
     assert len(seen) == 1
+
+
+async def test_a_refused_key_is_one_line_naming_the_provider_and_its_variable() -> None:
+    handler, _ = scripted(httpx.Response(401, json={"error": "invalid API key " + API_KEY, "code": "UNAUTHORIZED"}))
+    client = make_client(handler, FakeClock())
+    with pytest.raises(AuthError) as info:
+        await client.request("GET", "/things")
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(f"{client.provider}: 401") and "set TESTAPI_API_KEY to a valid" in text
+    assert_key_absent(info.value)
