@@ -130,7 +130,7 @@ def embedded_options(environ: Mapping[str, str], configured: Mapping[str, Any] |
     """The embedded emulator's knobs: the config's `emulator:` block, then RECONCILER_EMULATOR_*.
 
     BOOT_SECONDS, DELETE_SECONDS, LIST_LAG_SECONDS, LATENCY_MS, FAULTS (the emulator's fault
-    spec) and SEED; tests and demos use them to make the in-process cloud misbehave.
+    spec), SEED and MARKET (the capacity market as JSON or @file); tests and demos use them to make the in-process cloud misbehave.
     """
     numbers = {
         "BOOT_SECONDS": "boot_seconds",
@@ -153,6 +153,13 @@ def embedded_options(environ: Mapping[str, str], configured: Mapping[str, Any] |
         options["latency_seconds"] = _env_number("RECONCILER_EMULATOR_LATENCY_MS", raw) / 1000
     if raw := environ.get("RECONCILER_EMULATOR_SEED"):
         options["seed"] = int(_env_number("RECONCILER_EMULATOR_SEED", raw))
+    if raw := environ.get("RECONCILER_EMULATOR_MARKET"):
+        from reconciler.emulator.market import MarketSpecError, parse_market
+
+        try:
+            options["market"] = parse_market(raw)
+        except MarketSpecError as exc:
+            raise ReconcilerError(f"RECONCILER_EMULATOR_MARKET: {exc}") from None
     if raw := environ.get("RECONCILER_EMULATOR_FAULTS"):
         from reconciler.emulator.faults import FaultConfig, FaultSpecError
 

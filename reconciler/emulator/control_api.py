@@ -10,6 +10,8 @@ Not part of either provider API and not authenticated. Errors are `{"error": mes
 - `POST /release`  let the held request go (or disarm the hold)
 - `GET  /clock`, `POST /clock {"advance_seconds": x}`  read or advance the world's clock
 - `GET  /stats`, `DELETE /stats`  request counts per api.kind.verb, or reset them
+- `GET  /market`, `PUT /market {MarketConfig}`  read or replace the capacity market (machines
+  per offering, schedule, reclaims; see `reconciler.emulator.market`), with every moment resolved
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.emulator.faults import FaultConfig, FaultSpecError
+from reconciler.emulator.market import MarketConfig
 from reconciler.emulator.records import iso_time
 from reconciler.emulator.runtime import EmulatorRuntime
 
@@ -120,6 +124,20 @@ def build_control_app(runtime: EmulatorRuntime) -> Starlette:
         runtime.traffic.reset()
         return JSONResponse(runtime.traffic.snapshot())
 
+    async def get_market(request: Request) -> Response:
+        return JSONResponse(runtime.market.describe(world.now()))
+
+    async def put_market(request: Request) -> Response:
+        body = await _body(request)
+        try:
+            config = MarketConfig.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(body)"
+            return _error(f"{where}: {first['msg']}")
+        runtime.market.configure(config, world.now())
+        return JSONResponse(runtime.market.describe(world.now()))
+
     async def bad_request(request: Request, exc: Exception) -> Response:
         return _error(str(exc))
 
@@ -138,5 +156,7 @@ def build_control_app(runtime: EmulatorRuntime) -> Starlette:
         Route("/clock", advance_clock, methods=["POST"]),
         Route("/stats", get_stats, methods=["GET"]),
         Route("/stats", reset_stats, methods=["DELETE"]),
+        Route("/market", get_market, methods=["GET"]),
+        Route("/market", put_market, methods=["PUT"]),
     ]
     return Starlette(routes=routes, exception_handlers={_BadRequest: bad_request, HTTPException: http_error})

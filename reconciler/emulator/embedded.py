@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 
 from reconciler.emulator.clock import Clock
 from reconciler.emulator.faults import FaultConfig
+from reconciler.emulator.market import MarketConfig, parse_market
 from reconciler.emulator.runtime import ConnectionDropped, EmulatorRuntime
 from reconciler.emulator.sandbox import Sandbox
 from reconciler.emulator.server import API_NAMES, build_api_app
@@ -80,6 +82,7 @@ class EmbeddedCloud:
         latency_seconds: float = 0.0,
         rate_limit: float | None = None,
         lock_timeout: float = 10.0,
+        market: str | MarketConfig | None = None,
     ) -> None:
         self.sandbox_path = sandbox
         self._clock = clock
@@ -90,6 +93,7 @@ class EmbeddedCloud:
         self._latency_seconds = latency_seconds
         self._rate_limit = rate_limit
         self._lock_timeout = lock_timeout
+        self._market = parse_market(market) if isinstance(market, str) else market
         self._sandbox: Sandbox | None = None
         self._runtime: EmulatorRuntime | None = None
         self._apps: dict[str, Starlette] = {}
@@ -131,6 +135,7 @@ class EmbeddedCloud:
             latency_seconds=self._latency_seconds,
             rate_limit=self._rate_limit,
             in_process=True,
+            market=self._market,
         )
         self._apps = {api: build_api_app(self._runtime, api) for api in API_NAMES}
 
@@ -166,6 +171,14 @@ class EmbeddedCloud:
         if api not in API_NAMES:
             raise ValueError(f"unknown api {api!r} (one of {', '.join(API_NAMES)})")
         return f"http://{api}.embedded/v1"
+
+    def set_market(self, config: str | MarketConfig | dict[str, Any]) -> None:
+        """Replace the capacity market; `after_seconds` moments count from now."""
+        if isinstance(config, str):
+            config = parse_market(config)
+        elif isinstance(config, dict):
+            config = MarketConfig.model_validate(config)
+        self.runtime.market.configure(config, self.world.now())
 
     def set_faults(self, spec: str | FaultConfig, seed: int = 0) -> None:
         """Replace the fault rules (counters and random stream restart)."""
