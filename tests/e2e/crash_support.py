@@ -213,8 +213,10 @@ class EmulatorServer:
         boot_seconds: float = BOOT_SECONDS,
         delete_seconds: float = DELETE_SECONDS,
         list_lag_seconds: float = LIST_LAG_SECONDS,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log_dir = log_dir
+        self.env = env or {}
         self.boot_seconds = boot_seconds
         self.delete_seconds = delete_seconds
         self.list_lag_seconds = list_lag_seconds
@@ -243,7 +245,7 @@ class EmulatorServer:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                env=cli_environment(),
+                env={**cli_environment(), **self.env},
             )
 
         def announced() -> bool:

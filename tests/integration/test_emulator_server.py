@@ -155,3 +155,48 @@ def test_a_bad_fault_spec_is_a_usage_error() -> None:
     )
     assert result.returncode == 2
     assert "unknown fault" in result.stderr
+
+
+async def test_registered_keys_make_every_other_key_a_401_in_each_apis_shape() -> None:
+    server = ServerProcess("--api-key", "key-one", "--api-key", "key-two")
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            for key in ("key-one", "key-two"):
+                ok = await client.get("/shadeform/v1/instances", headers={"X-API-KEY": key})
+                assert ok.status_code == 200
+                ok = await client.get(
+                    "/forward/v1/spot/instances/", headers={"Authorization": f"Bearer {key}"}
+                )
+                assert ok.status_code == 200
+            shadeform = await client.get("/shadeform/v1/instances", headers={"X-API-KEY": "key-three"})
+            assert shadeform.status_code == 401
+            assert shadeform.json() == {"error": "invalid API key", "code": "UNAUTHORIZED"}
+            forward = await client.get(
+                "/forward/v1/spot/instances/", headers={"Authorization": "Bearer key-three"}
+            )
+            assert forward.status_code == 401
+            assert forward.json()["error"]["type"] == "authentication_error"
+            created = await client.post(
+                "/forward/v1/spot/instances/",
+                json={"name": "w", "offering_id": available_offering_id()},
+                headers={"Authorization": "Bearer key-three"},
+            )
+            assert created.status_code == 401
+            public = await client.get(
+                "/forward/v1/spot/compute/offerings", headers={"Authorization": "Bearer x"}
+            )
+            assert public.status_code == 200
+            ledger = (await client.get("/_emulator/ledger")).json()
+            assert ledger["count"] == 0
+    finally:
+        assert server.stop() == 0, "".join(server.stderr_lines)
+
+
+async def test_an_undeclared_method_is_405_with_an_allow_header(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        shadeform = await client.delete("/shadeform/v1/instances/abc/info", headers=SHADEFORM_KEY)
+        assert shadeform.status_code == 405 and shadeform.json()["code"] == "METHOD_NOT_ALLOWED"
+        assert set(shadeform.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+        forward = await client.put("/forward/v1/spot/instances/", headers=FORWARD_KEY)
+        assert forward.status_code == 405 and forward.json()["error"]["type"] == "validation_error"
+        assert set(forward.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
