@@ -420,3 +420,36 @@ async def test_ssh_key_lifecycle(forward: httpx.AsyncClient, clock: ManualClock)
 async def test_ssh_key_validation(forward: httpx.AsyncClient, body: dict[str, object], field: str) -> None:
     payload = {k: (example_public_key("k") if v == "KEY" else v) for k, v in body.items()}
     assert_error(await forward.post("/spot/ssh-keys/", json=payload), 400, "validation_error", field)
+
+
+async def test_restart_is_restarting_then_active_and_only_for_a_running_instance(
+    cloud: EmbeddedCloud, forward: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    created = await create_forward_instance(forward)
+    booting = await forward.post(f"/spot/instances/{created['id']}/restart", json={})
+    assert "creating" in assert_error(booting, 409, "validation_error", "id")
+    clock.advance(BOOT_SECONDS)
+    restarted = await forward.post(f"/spot/instances/{created['id']}/restart", json={})
+    assert restarted.status_code == 200
+    assert (restarted.json()["id"], restarted.json()["status"]) == (created["id"], "restarting")
+    assert "ip" not in restarted.json()
+    clock.advance(BOOT_SECONDS)
+    fresh = (await forward.get(f"/spot/instances/{created['id']}", params={"refresh": "true"})).json()
+    assert fresh["status"] == "active" and fresh["ip"]
+    assert_error(await forward.post("/spot/instances/spot_inst_000000000000/restart"), 404, "not_found")
+    async with forward_client(cloud, TENANT_B) as other:
+        assert_error(await other.post(f"/spot/instances/{created['id']}/restart"), 404, "not_found")
+    await forward.delete(f"/spot/instances/{created['id']}")
+    assert "deleting" in assert_error(
+        await forward.post(f"/spot/instances/{created['id']}/restart"), 409, "validation_error"
+    )
+
+
+async def test_a_failed_boot_is_error_with_status_details(
+    cloud: EmbeddedCloud, forward: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    cloud.set_faults("forward.instances.create=boot_failure")
+    created = await create_forward_instance(forward)
+    clock.advance(BOOT_SECONDS)
+    fresh = (await forward.get(f"/spot/instances/{created['id']}", params={"refresh": "true"})).json()
+    assert fresh["status"] == "error" and fresh["status_details"] == "the instance failed to boot"

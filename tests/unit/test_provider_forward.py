@@ -272,9 +272,27 @@ async def test_create_with_a_short_answer_has_only_the_id() -> None:
     assert created.id == "spot_inst_2" and created.live is None
 
 
-async def test_create_volume_and_key_bodies() -> None:
+def volume_offering(offering_id: str, provider: str, region: str, price: str) -> dict[str, Any]:
+    return {"id": offering_id, "provider": provider, "region": region, "price_per_gb_per_hour": price}
+
+
+VOLUME_OFFERINGS = httpx.Response(
+    200,
+    json=listing(
+        [
+            volume_offering("spot_voff_x_east", "x", "us-east-1", "0.0003"),
+            volume_offering("spot_voff_y_east", "y", "us-east-1", "0.0001"),
+            volume_offering("spot_voff_y_west", "y", "us-west-2", "0.00005"),
+        ],
+        "/v1/spot/volumes/offerings",
+    ),
+)
+
+
+async def test_create_volume_and_key_bodies_are_what_the_sdk_documents() -> None:
     api = FakeForward(
         {
+            "GET /spot/volumes/offerings": VOLUME_OFFERINGS,
             "POST /spot/volumes/": httpx.Response(201, json={"id": "spot_vol_9", "object": "spot.volume"}),
             "POST /spot/ssh-keys/": httpx.Response(201, json={"id": "spot_sshk_9", "object": "spot.ssh_key"}),
         }
@@ -283,11 +301,24 @@ async def test_create_volume_and_key_bodies() -> None:
     await provider.create(
         Kind.VOLUME, {"name": "d", "region": "us-east-1", "size_gb": 50, "cloud": "x"}, MARKER
     )
+    await provider.create(Kind.VOLUME, {"name": "e", "region": "us-east-1", "size_gb": 5}, MARKER)
     await provider.create(Kind.SSH_KEY, {"name": "k", "public_key": "ssh-ed25519 A"}, MARKER)
     assert api.bodies("POST /spot/volumes/") == [
-        {"name": f"d--{MARKER}", "size_gb": 50, "region": "us-east-1", "provider": "x"}
+        {"name": f"d--{MARKER}", "size_gb": 50, "offering_id": "spot_voff_x_east"},
+        {"name": f"e--{MARKER}", "size_gb": 5, "offering_id": "spot_voff_y_east"},
     ]
+    assert provider.calls["GET /spot/volumes/offerings"] == 1
     assert api.bodies("POST /spot/ssh-keys/") == [{"name": f"k--{MARKER}", "public_key": "ssh-ed25519 A"}]
+
+
+async def test_a_volume_where_no_offering_is_sold_is_refused_before_any_create() -> None:
+    api = FakeForward({"GET /spot/volumes/offerings": VOLUME_OFFERINGS})
+    provider = make_provider(api)
+    with pytest.raises(ProviderError, match="no volume offering in x us-west-2"):
+        await provider.create(
+            Kind.VOLUME, {"name": "d", "region": "us-west-2", "size_gb": 5, "cloud": "x"}, MARKER
+        )
+    assert "POST /spot/volumes/" not in provider.calls
 
 
 async def test_create_is_sent_once_a_429_is_retryable_and_a_5xx_unknown() -> None:
@@ -319,6 +350,7 @@ async def test_capacity_and_balance_errors() -> None:
                 400,
                 json={"error": {"type": "provider_error", "message": "Offering has no capacity available"}},
             ),
+            "GET /spot/volumes/offerings": VOLUME_OFFERINGS,
             "POST /spot/volumes/": httpx.Response(
                 402, json={"error": {"type": "insufficient_balance", "message": "top up your balance"}}
             ),
@@ -328,14 +360,16 @@ async def test_capacity_and_balance_errors() -> None:
     with pytest.raises(CapacityError):
         await provider.create(Kind.INSTANCE, {"name": "a", "offering_id": "o"}, MARKER)
     with pytest.raises(ProviderError) as info:
-        await provider.create(Kind.VOLUME, {"name": "d", "region": "r", "size_gb": 1}, MARKER)
+        await provider.create(Kind.VOLUME, {"name": "d", "region": "us-east-1", "size_gb": 1}, MARKER)
     assert type(info.value) is ProviderError and info.value.error_type == "insufficient_balance"
 
 
 async def test_delete_uses_http_delete_and_404_is_done() -> None:
     api = FakeForward(
         {
-            "DELETE /spot/instances/i1": httpx.Response(200, json={"id": "i1", "object": "spot.instance"}),
+            "DELETE /spot/instances/i1": httpx.Response(
+                200, json={"deleted": True, "id": "i1", "object": "spot.instance"}
+            ),
             "DELETE /spot/ssh-keys/k1": httpx.Response(
                 404, json={"error": {"type": "not_found", "message": "x"}}
             ),

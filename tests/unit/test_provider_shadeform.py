@@ -141,6 +141,7 @@ def all_error_texts(error: BaseException) -> str:
     [
         ("pending", Status.PENDING),
         ("creating", Status.PENDING),
+        ("pending_provider", Status.PENDING),
         ("restarting", Status.PENDING),
         ("active", Status.ACTIVE),
         ("deleting", Status.DELETING),
@@ -232,6 +233,14 @@ async def test_list_volumes_prices_them_from_volume_types_once() -> None:
     assert datasets.attributes["mounted_by"] is None
     assert datasets.hourly_price == pytest.approx(0.05)
     assert first[1].hourly_price is None  # no volume type for that region
+
+
+@pytest.mark.parametrize("price", [0.0001, "0.0001"], ids=["older seed: number", "current: string"])
+async def test_volume_prices_are_read_as_numbers_or_decimal_strings(price: object) -> None:
+    types = {"volume_types": [{**VOLUME_TYPES["volume_types"][0], "price_per_gb_per_hour": price}]}
+    provider = make_provider(FakeShadeform({"GET /volumes/types": httpx.Response(200, json=types)}))
+    (offering,) = await provider.volume_offerings()
+    assert offering.price_per_gb_hour == pytest.approx(0.0001)
 
 
 async def test_list_ssh_keys_and_unmarked_names() -> None:
