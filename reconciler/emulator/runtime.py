@@ -415,13 +415,21 @@ def _injected_status(status: int) -> ApiError:
     )
 
 
+# Larger bodies are refused before they are read whole; no request of either API needs 1 MiB.
+MAX_BODY_BYTES = 1 << 20
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, Problem.VALIDATION, f"request body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid("request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise invalid("request body must be a JSON object")

@@ -459,10 +459,10 @@ def _auto_delete_at(threshold: Threshold | None, created_at: float, cents: int) 
     moments = []
     if threshold.date_threshold is not None:
         moments.append(parse_rfc3339(threshold.date_threshold).timestamp())
-    if threshold.spend_threshold is not None:
+    if threshold.spend_threshold is not None and cents > 0:
         dollars = float(parse_dollars(threshold.spend_threshold))
         moments.append(created_at + dollars / (cents / 100) * 3600.0)
-    return min(moments)
+    return min(moments, default=None)
 
 
 def _threshold_json(threshold: Threshold | None) -> dict[str, str] | None:

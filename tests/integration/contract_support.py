@@ -89,7 +89,9 @@ def shadeform_openapi() -> dict[str, Any]:
 
 def shadeform_openapi_current() -> dict[str, Any]:
     """Shadeform's current OpenAPI document: what the service answers today."""
-    document: dict[str, Any] = yaml.safe_load(seed_text("shadeform-openapi-current.yaml"))
+    # YAML reads unquoted example times as datetimes; as JSON they are the strings they stand for.
+    loaded = yaml.safe_load(seed_text("shadeform-openapi-current.yaml"))
+    document: dict[str, Any] = json.loads(json.dumps(loaded, default=str))
     return document
 
 
