@@ -1,4 +1,7 @@
-"""The Forward Compute spot API (v1), as the seed excerpt defines it.
+"""The Forward Compute spot API (v1), as the seed excerpt and Forward's own SDK define it.
+
+The SDK (fwd-sdk, generated from Forward's OpenAPI document) is the reference for what the
+excerpt omits, and every answer here parses with its strict models.
 
 Paths are relative to the API root (`https://api.forwardcompute.ai/v1`); every path is
 served with and without a trailing slash. Auth: `Authorization: Bearer <key>`; without it
@@ -7,7 +10,8 @@ served with and without a trailing slash. Auth: `Authorization: Bearer <key>`; w
 Errors: `{"error": {"type": ..., "message": ..., "field": ...}}` with the seed's types:
 validation_error (400, and 409 when a delete is refused because a volume is mounted or a
 key is in use), authentication_error (401), not_found (404), provider_error (400 when an
-offering has no capacity: the upstream provider refused; 502), server_error (500, 503,
+offering has no capacity, from the catalogue or the capacity market: the upstream provider
+refused; 502), server_error (500, 503,
 and 429 with `Retry-After` when rate limited: the seed has no type of its own for it).
 
 Lists: `{"object": "list", "data": [...], "url": "/v1/spot/..."}`.
@@ -21,16 +25,19 @@ sit beside `object`. The emulator answers both readings at once: the offering's 
 and `object` at top level, and the same offering under `data`, so a client written
 either way works.
 
-Choices where the seed is silent (the README's REST conventions):
-- `POST /spot/volumes/` takes `{name, size_gb}` and either `offering_id` (a
-  `spot_voff_...` id) or `region` with an optional `provider` (without one, the
-  cheapest volume offering in that region); answers 201 with the volume.
+Write endpoints, as the SDK documents them:
+- `POST /spot/volumes/` takes `{offering_id, size_gb, name?}` (a `spot_voff_...` offering;
+  without a name one is made up); answers 201 with the volume.
 - `POST /spot/ssh-keys/` takes `{name, public_key, provider?}` (default `shadeform`).
-- `DELETE /spot/instances/{id}` answers 200 with the instance, now `deleting`; after the
-  delete delay it is `deleted`: gone from the list, still readable by id.
-  `DELETE /spot/volumes/{id}` and `/spot/ssh-keys/{id}` answer 200
+- `DELETE /spot/instances/{id}` answers 200 `{"deleted": true, "id", "object": "spot.instance"}`;
+  the instance is `deleting`, after the delete delay `deleted`: gone from the list, still
+  readable by id. `DELETE /spot/volumes/{id}` and `/spot/ssh-keys/{id}` answer 200
   `{"id", "object", "deleted": true}` and the resource is gone at once.
-- Instance statuses: `creating` -> `active` (or `error`), `deleting` -> `deleted`.
+- `POST /spot/instances/{id}/restart` (active or error instances) answers 200 with the
+  instance, `restarting` until booted again.
+- Instance statuses: `creating` -> `active` (or `error`, with `status_details`),
+  `restarting` -> `active`, `deleting` -> `deleted`; a spot reclaim is `deleting` with
+  `status_details` saying preempted.
 
 Caching: lists (and gets without `?refresh=true`) show the world as it was
 `list_lag_seconds` ago (plus any `lag` fault), so a just-created instance may be missing

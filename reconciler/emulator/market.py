@@ -115,7 +115,7 @@ class MarketSpecError(ValueError):
 
 def parse_market(text: str) -> MarketConfig:
     """A MarketConfig from JSON text, or from the file named after an `@`."""
-    source = "market"
+    source = ""
     if text.startswith("@"):
         source = text[1:]
         try:
@@ -128,8 +128,8 @@ def parse_market(text: str) -> MarketConfig:
         if isinstance(exc, ValidationError):
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-            raise MarketSpecError(f"{source}: {where}: {first['msg']}") from None
-        raise MarketSpecError(f"{source}: not valid JSON ({exc})") from None
+            raise MarketSpecError(f"{source}{': ' if source else ''}{where}: {first['msg']}") from None
+        raise MarketSpecError(f"{source}{': ' if source else ''}not valid JSON ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,36 @@
-"""The Shadeform API (v1), as the OpenAPI seed and the volumes/SSH-keys reference define it.
+"""The Shadeform API (v1), as its current OpenAPI document and the volumes/SSH-keys reference define it.
+
+Where the current document (`shadeform-openapi-current.yaml`) and the older seeds differ, the
+current one wins: `cloud` is an open string, availability entries carry `display_name`,
+configurations `gpu_manufacturer` and `nvlink`, `price_per_gb_per_hour` is a decimal string,
+and `deleted_at` is always a date-time (the zero time `0001-01-01T00:00:00Z` before a delete).
 
 Paths are relative to the API root (`https://api.shadeform.ai/v1` on the real service).
-Auth: header `X-API-KEY`; a missing or blank key is 401, any other key is a tenant that
-sees only its own resources.
+Auth: header `X-API-KEY`; a missing or blank key is 401, and so is any key the runtime was
+not told about when it was given a list of keys; any other key is a tenant that sees only
+its own resources.
 
 Error body (the seeds define none; one shape for every error status):
 
     {"error": "<human message>", "code": "<UPPER_SNAKE_CODE>"}
 
-(a validation message starts with the offending field: `"region: ..."`), with codes INVALID_REQUEST (400), UNAUTHORIZED (401), NOT_FOUND (404),
-METHOD_NOT_ALLOWED (405), NO_CAPACITY (409: type sold out in that region),
-VOLUME_IN_USE (409: volume mounted by another instance), VOLUME_MOUNTED (409: delete
-refused while mounted), KEY_IN_USE / KEY_IS_DEFAULT (409: key delete refused),
-INVALID_STATE (409: e.g. restart while deleting), RATE_LIMITED (429, with `Retry-After`),
-INTERNAL_ERROR (500), BAD_GATEWAY (502), SERVICE_UNAVAILABLE (503), SERVER_ERROR (other 5xx).
+(a validation message starts with the offending field: `"region: ..."`), with codes INVALID_REQUEST (400, 413), UNAUTHORIZED (401), NOT_FOUND (404),
+METHOD_NOT_ALLOWED (405, with `Allow`), NO_CAPACITY (409: type sold out in that region, or
+the capacity market has no machine left), VOLUME_IN_USE (409: volume mounted by another
+instance), VOLUME_MOUNTED (409: delete refused while mounted), KEY_IN_USE / KEY_IS_DEFAULT
+(409: key delete refused), INVALID_STATE (409: e.g. restart while deleting), RATE_LIMITED
+(429, with `Retry-After`), INTERNAL_ERROR (500), BAD_GATEWAY (502), SERVICE_UNAVAILABLE
+(503), SERVER_ERROR (other 5xx).
 
-Statuses: `pending` until boot completes, then `active` (or `error` on a failed boot);
-`deleting` after a delete request, then gone (404) after the delete delay. `GET
-/instances` lists everything not yet gone, `deleting` included. Instances echo
-`ssh_key_id`, `volume_ids`, `tags`, `envs`, `launch_configuration`, `auto_delete`,
-`alert` and `rental_type` as given (absent optional objects are omitted). An
-`auto_delete` threshold is honoured: the platform starts deleting the instance when the
-date passes or the spend reaches the threshold. A key becomes the default only through
-`/sshkeys/{id}/setdefault`.
+Statuses: `creating`, `pending_provider`, `pending` (each a third of the boot time), then
+`active` (or `error` on a failed boot, with `status_details`); a restart is `pending` until
+booted again; `deleting` after a delete request (or a spot reclaim, whose `status_details`
+says preempted), `deleted` once the delete delay passed, then gone (404) after as long again.
+`GET /instances` lists everything not yet gone. Instances echo `ssh_key_id`, `volume_ids`,
+`tags`, `envs`, `launch_configuration`, `auto_delete`, `alert` and `rental_type` as given
+(absent optional objects are omitted). An `auto_delete` threshold is honoured: the platform
+starts deleting the instance when the date passes or the spend reaches the threshold. A key
+becomes the default only through `/sshkeys/{id}/setdefault`.
 """
 
 from __future__ import annotations
