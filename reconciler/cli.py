@@ -124,6 +124,7 @@ class Location:
     var_files: tuple[Path, ...]
     backend_config: dict[str, str]
     lock_timeout: float
+    allow_foreign_state: bool = False
     _config: Config | None = None
     _backend: StateBackend | None = None
 
@@ -137,8 +138,14 @@ class Location:
     @property
     def backend(self) -> StateBackend:
         if self._backend is None:
-            self._backend = engine.open_backend(self.config, self.state_path, self.backend_config)
+            self._backend, note = engine.choose_backend(self.config, self.state_path, self.backend_config)
+            if note:
+                self.session.console(stderr=True).print(f"Note: {note}", markup=False)
         return self._backend
+
+    def read_state(self) -> StateDocument:
+        """The stored state (a fresh one if none), refused if another configuration wrote it."""
+        return engine.check_state_identity(self.config, self.backend, self.backend.read(), self.allow_foreign_state)
 
     @property
     def sandbox(self) -> Path:
@@ -160,12 +167,12 @@ class Location:
     def read_existing_state(self) -> StateDocument:
         if not self.backend.exists():
             raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
-        return self.backend.read()
+        return self.read_state()
 
     def read_settled_state(self, what: str, must_exist: bool = False) -> StateDocument:
         """State for an edit by hand: refused while an interrupted run's operations are unsettled,
         since moving addresses or ids under them could lose or misplace what they created."""
-        doc = self.read_existing_state() if must_exist else self.backend.read()
+        doc = self.read_existing_state() if must_exist else self.read_state()
         if doc.pending:
             raise StateError(
                 f"{what}: state has {len(doc.pending)} pending operation(s) from an interrupted run",
@@ -180,7 +187,9 @@ def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True,
                   help="Config file, or directory of *.yaml.")
     @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None,
-                  help="Local state file (default: state/<config-name>.json beside the config).")
+                  help="Local state file (default: state/<name>.json beside the config).")
+    @click.option("--allow-foreign-state", is_flag=True,
+                  help="Use a state that another configuration wrote (it takes that state over).")
     @click.option("--var", "cli_vars", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
     @click.option("--var-file", "var_files", multiple=True, type=click.Path(path_type=Path),
                   help="YAML file of variable values.")
@@ -190,12 +199,13 @@ def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
                   help="How long to wait for the state lock (e.g. 60s).")
     @click.option("--no-color", is_flag=True, help="No colours in output.")
     @click.pass_obj
-    def wrapper(session: Session, path: Path, state_path: Path | None, cli_vars: tuple[str, ...],
-                var_files: tuple[Path, ...], backend_config: tuple[str, ...], lock_timeout: str, no_color: bool,
-                **kwargs: Any) -> Any:
+    def wrapper(session: Session, path: Path, state_path: Path | None, allow_foreign_state: bool,
+                cli_vars: tuple[str, ...], var_files: tuple[Path, ...], backend_config: tuple[str, ...],
+                lock_timeout: str, no_color: bool, **kwargs: Any) -> Any:
         session.no_color = session.no_color or no_color
         loc = Location(session, path, state_path, _pairs(cli_vars, "--var"), tuple(var_files),
-                       _pairs(backend_config, "--backend-config"), parse_duration(lock_timeout))
+                       _pairs(backend_config, "--backend-config"), parse_duration(lock_timeout),
+                       allow_foreign_state)
         return func(loc, **kwargs)
 
     wrapper.__name__ = func.__name__
@@ -326,7 +336,7 @@ def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], rese
     if out is not None and (out.is_dir() or not out.absolute().parent.is_dir()):
         raise ReconcilerError(f"-out {out}: not a file in an existing directory", hint="nothing was planned")
     with loc.locked("plan"):
-        doc = loc.backend.read()
+        doc = loc.read_state()
         if refresh_only:
             _, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
             _print_notes(loc.session, "Changes outside reconciler (`reconciler refresh` records them)", drift)
@@ -467,7 +477,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
 
 def _apply_command(loc: Location, req: ApplyRequest) -> None:
     with loc.locked(req.what):
-        doc = loc.backend.read()
+        doc = loc.read_state()
         result = _run(_apply_async(loc, doc, req))
     if result is not None and not result.ok:
         raise SystemExit(EXIT_ERROR)
@@ -621,7 +631,7 @@ def schema() -> None:
 def refresh(loc: Location) -> None:
     """Update state from what runs now (records drift; changes no resource)."""
     with loc.locked("refresh"):
-        doc = loc.backend.read()
+        doc = loc.read_state()
         new, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
         _print_notes(loc.session, "Changes outside reconciler", drift)
         if new != doc:

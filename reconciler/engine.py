@@ -40,13 +40,17 @@ from reconciler.providers.base import Provider, ProviderSettings
 from reconciler.state.backend import StateBackend
 from reconciler.state.local import LocalStateBackend
 from reconciler.state.model import StateDocument
+from reconciler.workspace import (
+    STATE_DIR,
+    ConfigIdentity,
+    describe_identity,
+    describe_recorded,
+    locate_local_state,
+    suggested_config_name,
+)
 
 EMBEDDED_API_KEY = "embedded-sandbox"
 PENDING_SETTLE_POLL = 1.0
-
-
-def default_state_path(config: Config) -> Path:
-    return config.root / "state" / f"{config.name}.json"
 
 
 BACKEND_CONFIG_KEYS = ("type", "path", "url", "schema", "stack")
@@ -58,6 +62,13 @@ def open_backend(
     config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
 ) -> StateBackend:
     """The state backend the configuration names, with --state / --backend-config applied."""
+    return choose_backend(config, state_path, overrides)[0]
+
+
+def choose_backend(
+    config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
+) -> tuple[StateBackend, str | None]:
+    """The state backend, and a note for the user when the state was found under an older name."""
     settings = {
         "type": "local",
         "path": None,
@@ -88,10 +99,13 @@ def open_backend(
                 else "the postgres backend takes url, schema and stack",
             )
     if state_path is not None:
-        return LocalStateBackend(state_path)
+        return LocalStateBackend(state_path.resolve()), None
     if settings["type"] == "local":
-        path = Path(settings["path"]) if settings["path"] else default_state_path(config)
-        return LocalStateBackend(path if path.is_absolute() else config.root / path)
+        if not settings["path"]:
+            location = locate_local_state(_identity(config), config.root)
+            return LocalStateBackend(location.path), location.note
+        path = Path(settings["path"]).expanduser()
+        return LocalStateBackend((config.root / path).resolve()), None
     if settings["type"] != "postgres":
         raise ReconcilerError(f"backend type {settings['type']!r} is not known", hint="use local or postgres")
     from reconciler.state.postgres import PostgresStateBackend
@@ -104,9 +118,51 @@ def open_backend(
             "backend type postgres needs a url",
             hint="set backend.url (e.g. ${env:RECONCILER_PG_URL}) or pass --backend-config url=...",
         )
-    return PostgresStateBackend(
-        str(settings["url"]), stack=str(settings["stack"] or config.name), schema=str(settings["schema"])
-    )
+    stack = str(settings["stack"] or default_stack(config))
+    return PostgresStateBackend(str(settings["url"]), stack=stack, schema=str(settings["schema"])), None
+
+
+def _identity(config: Config) -> ConfigIdentity:
+    return config.identity or ConfigIdentity(config.name, "name", config.root.is_dir(), config.name)
+
+
+def default_stack(config: Config) -> str:
+    """The PostgreSQL stack of a configuration that names none: its `name:` or its file's stem.
+
+    A folder's name is no stable key for a shared database (a rename would start an empty
+    stack, and every repository has an `infra/`), so a directory must declare its name.
+    """
+    identity = _identity(config)
+    if identity.source == "directory":
+        first = config.files[0] if config.files else config.root
+        raise StateError(
+            f"the postgres backend needs a stack name for the configuration directory {config.root}: "
+            "its folder's name is no stable key (renaming the folder would start an empty stack)",
+            hint=f"add `name: {suggested_config_name(identity.name)}` at the top of {first} (older versions "
+            f"used the folder's name, {identity.name!r}, as the stack), or set backend.stack; nothing was changed",
+        )
+    return identity.name
+
+
+def check_state_identity(
+    config: Config, backend: StateBackend, doc: StateDocument, allow_foreign: bool = False
+) -> StateDocument:
+    """Refuse a state another configuration wrote (unless allowed); record this one's identity in it.
+
+    The record is what later runs check; old states without one are read as they are.
+    """
+    identity = _identity(config)
+    own_dir = isinstance(backend, LocalStateBackend) and backend.path.parent == config.root / STATE_DIR
+    if not allow_foreign and not identity.accepts(doc.configuration, own_dir):
+        raise StateError(
+            f"{backend.description} is the state of {describe_recorded(doc.configuration)}, "
+            f"not of this one ({describe_identity(identity)})",
+            hint="point --state (or the backend) at this configuration's own state; pass "
+            "--allow-foreign-state only to take that state over: plan and apply would then delete "
+            "what it tracks that this configuration does not declare. Nothing was changed",
+        )
+    doc.configuration = identity.record()
+    return doc
 
 
 def sandbox_path_for(config: Config, backend: StateBackend) -> Path:
@@ -114,7 +170,7 @@ def sandbox_path_for(config: Config, backend: StateBackend) -> Path:
     if isinstance(backend, LocalStateBackend):
         return backend.path.with_name(backend.path.name.removesuffix(".json") + ".sandbox.json")
     stack = getattr(backend, "stack", None) or config.name
-    return config.root / "state" / f"{stack}.sandbox.json"
+    return config.root / STATE_DIR / f"{stack}.sandbox.json"
 
 
 def providers_in_use(config: Config, doc: StateDocument) -> dict[str, ProviderSettings]:

@@ -19,7 +19,7 @@
 #                            in the URL. Without it the state is the local file under the
 #                            config's state/ directory, which the CI job must then keep
 #                            between runs itself.
-#   RECONCILER_STATE_STACK   stack name in PostgreSQL (default: the config's name)
+#   RECONCILER_STATE_STACK   stack name in PostgreSQL (default: the config's `name:`)
 #   RECONCILER_STATE_SCHEMA  schema in PostgreSQL (default: reconciler)
 #   RECONCILER_LOCK_TIMEOUT  how long to wait for another run's state lock (default: 10m)
 #   RECONCILER               the reconciler command (default: reconciler)

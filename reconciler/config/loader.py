@@ -54,6 +54,12 @@ from reconciler.model import Address, Kind, Output, Resource
 from reconciler.providers import computed_attributes
 from reconciler.providers.base import ProviderSettings
 from reconciler.references import Reference
+from reconciler.workspace import (
+    CONFIG_NAME_RULE,
+    ConfigIdentity,
+    suggested_config_name,
+    valid_config_name,
+)
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 _MAP_SECTIONS = ("providers", "variables", "backend", "emulator", "outputs")
@@ -87,8 +93,8 @@ class BackendSettings:
 class Config:
     """Everything the configuration declares, validated and resolved."""
 
-    name: str
-    root: Path
+    name: str  # the identity's name: it names the state file and the default PostgreSQL stack
+    root: Path  # absolute, symlinks resolved: the directory of the YAML files
     files: tuple[Path, ...]
     resources: dict[Address, Resource]
     providers: dict[str, ProviderSettings]
@@ -98,6 +104,7 @@ class Config:
     emulator: dict[str, Any] = field(default_factory=dict)  # the emulator block's settings that were given
     outputs: dict[str, Output] = field(default_factory=dict)
     private_keys: dict[Address, str] = field(default_factory=dict)  # ssh key -> local private key path
+    identity: ConfigIdentity | None = None  # None only for a Config built by hand
 
 
 def load_config(
@@ -170,12 +177,17 @@ class _ConfigLoader:
         self.secrets: set[str] = set()
         self.private_keys: dict[Address, str] = {}
         self.by_address: dict[Address, _Member] = {}
+        self.declared_name: tuple[str, Origin] | None = None
 
     def load(self) -> Config:
         files = self._files()
         for file in files:
             self._collect(parse_yaml_file(file))
-        name = self.path.resolve().name if self.path.is_dir() else self.path.stem
+        # Resolved once here, so neither the working directory nor the spelling of the path
+        # (relative, `.`, trailing slash, symlink) changes which state the configuration uses.
+        resolved = self.path.resolve()
+        identity = ConfigIdentity.of(resolved, self.declared_name[0] if self.declared_name else None)
+        name = identity.name
         variables = resolve_variables(self.maps["variables"], self.var_files, self.environ, self.cli_vars)
         for variable in variables.values():
             if variable.sensitive and variable.has_value:
@@ -188,11 +200,11 @@ class _ConfigLoader:
         self._reject_cycles(resources, edge_fields, {m.address: m.origin for m in members})
         outputs = self._outputs(interpolator)
         providers = self._providers(resources, interpolator)
-        backend = self._backend(name, interpolator)
+        backend = self._backend(interpolator)
         emulator = self._emulator(interpolator)
         return Config(
             name=name,
-            root=(self.path if self.path.is_dir() else self.path.parent).absolute(),
+            root=resolved if identity.is_directory else resolved.parent,
             files=tuple(files),
             resources=resources,
             providers=providers,
@@ -202,6 +214,7 @@ class _ConfigLoader:
             secrets=frozenset(self.secrets),
             outputs=outputs,
             private_keys=self.private_keys,
+            identity=identity,
         )
 
     # -- files and sections ------------------------------------------------------------
@@ -241,6 +254,9 @@ class _ConfigLoader:
                         at_key=True,
                     )
                 )
+            if key == "name":
+                self._collect_name(value, Origin(document, ("name",)))
+                continue
             if value is None:
                 continue
             if key in _MAP_SECTIONS:
@@ -254,6 +270,21 @@ class _ConfigLoader:
                 self.items.extend(
                     (kind, item, Origin(document, (key, index))) for index, item in enumerate(value)
                 )
+
+    def _collect_name(self, value: Any, origin: Origin) -> None:
+        """The top-level `name:`: the configuration's identity, so it must be static and safe in a file name."""
+        if self.declared_name is not None:
+            first = self.declared_name[1].mark()
+            raise origin.fail((), f"the configuration name is declared twice (first at {first})", hint="keep one")
+        if not isinstance(value, str) or not valid_config_name(value):
+            shown = "" if value is None else value if isinstance(value, str | int | float) else type(value).__name__
+            raise origin.fail(
+                (),
+                f"{str(shown)[:80]!r} is not a valid configuration name ({CONFIG_NAME_RULE})",
+                hint=f"for example name: {suggested_config_name(str(shown))}; it names the state file "
+                "and the PostgreSQL stack, so it cannot use ${...}",
+            )
+        self.declared_name = (value, origin)
 
     def _collect_map(self, section: str, value: Any, document: YamlDocument) -> None:
         section_origin = Origin(document, (section,))
@@ -802,7 +833,7 @@ class _ConfigLoader:
                 raise origin_of(problem).error(problem) from None
         return block.model_dump(exclude_none=True)
 
-    def _backend(self, config_name: str, interpolator: Interpolator) -> BackendSettings | None:
+    def _backend(self, interpolator: Interpolator) -> BackendSettings | None:
         parsed = self._settings_block("backend", BackendBlock, interpolator)
         if parsed is None:
             return None
@@ -837,5 +868,5 @@ class _ConfigLoader:
             path=path,
             url=block.url,
             schema=block.schema_name,
-            stack=block.stack or config_name,
+            stack=block.stack,
         )

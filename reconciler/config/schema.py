@@ -32,6 +32,7 @@ from reconciler.limits import MAX_VOLUME_GB, MIN_VOLUME_GB
 from reconciler.model import Kind
 from reconciler.providers.base import EMBEDDED, MARKER_PREFIX, NAME_MARKER_SEPARATOR
 from reconciler.public_keys import public_key_problem
+from reconciler.workspace import CONFIG_NAME_PATTERN
 
 ProviderName = Literal["shadeform", "forward"]
 KNOWN_PROVIDERS: tuple[str, ...] = get_args(ProviderName)
@@ -416,6 +417,11 @@ class ConfigDocument(StrictModel):
 
     model_config = ConfigDict(extra="forbid", title="reconciler configuration")
 
+    name: Annotated[str, Field(pattern=CONFIG_NAME_PATTERN)] | None = Field(
+        default=None,
+        description="names this configuration's state (state/<name>.json) and its PostgreSQL stack; "
+        "default: the file's stem, or the directory's folder name",
+    )
     providers: dict[ProviderName, ProviderBlock] = Field(default_factory=dict)
     variables: dict[Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)], VariableBlock] = Field(
         default_factory=dict

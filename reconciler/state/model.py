@@ -84,6 +84,9 @@ class StateDocument(BaseModel):
     version: int = STATE_VERSION
     serial: int = 0
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    # Which configuration writes this state ({"name", "source"}), checked by the next run; kept
+    # as read (any JSON) so an old or odd value is judged there, never a parse error here.
+    configuration: Any = None
     resources: dict[str, ResourceState] = Field(default_factory=dict)
     deposed: list[DeposedResource] = Field(default_factory=list)
     pending: list[PendingOperation] = Field(default_factory=list)

@@ -47,6 +47,7 @@ _INHERITED_PREFIXES = ("RECONCILER_",)
 _INHERITED_NAMES = ("SHADEFORM_API_KEY", "FORWARD_API_KEY", "NO_COLOR", "FORCE_COLOR", "PGPASSWORD")
 
 SHADEFORM_CONFIG = """\
+name: team
 providers:
   shadeform:
     endpoint: embedded
@@ -77,6 +78,7 @@ instances:
 """
 
 KEY_ONLY_CONFIG = """\
+name: team
 providers:
   shadeform:
     endpoint: embedded

@@ -516,7 +516,7 @@ def test_directory_merges_files_in_name_order(tmp_path: Path) -> None:
 def test_backend_local_path_is_relative_to_the_yaml_file(tmp_path: Path) -> None:
     config = load(tmp_path, "backend: {path: state/prod.json}\n")
     assert config.backend == BackendSettings(
-        type="local", path=str((tmp_path / "state/prod.json").absolute()), stack="main"
+        type="local", path=str((tmp_path / "state/prod.json").absolute()), stack=None
     )
 
 
@@ -533,7 +533,7 @@ def test_backend_postgres_hides_the_url_and_scrubs_its_password(tmp_path: Path) 
     )
     backend = config.backend
     assert backend is not None
-    assert (backend.type, backend.schema, backend.stack, backend.path) == ("postgres", "infra", "main", None)
+    assert (backend.type, backend.schema, backend.stack, backend.path) == ("postgres", "infra", None, None)
     assert backend.url == "postgresql://ci:s3cret-pw@127.0.0.1:5432/test"
     assert "s3cret" not in repr(backend)
     assert "s3cret-pw" in config.secrets
@@ -563,6 +563,7 @@ def test_schema_lists_every_top_level_key_and_provider() -> None:
     schema = config_json_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["properties"]) == {
+        "name",
         "providers",
         "variables",
         "backend",
