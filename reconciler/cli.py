@@ -429,6 +429,7 @@ class ApplyRequest:
     poll: float | None
     saved: Plan | None
     what: str
+    allow_foreign_objects: bool = False
 
     def apply_options(self, embedded: bool) -> ApplyOptions:
         return ApplyOptions(
@@ -452,6 +453,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
                     "was made (" + "; ".join(outcome.settled) + ")",
                     hint="run plan again; nothing was changed",
                 )
+            engine.check_foreign_objects(outcome.plan, req.allow_foreign_objects)
             plan, doc = req.saved, outcome.state
         else:
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=req.refresh_live)
@@ -459,6 +461,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
             _print_plan(session, plan, req.as_json)
             if not plan.has_changes and not outcome.settled:
                 return None
+            engine.check_foreign_objects(plan, req.allow_foreign_objects)
             if plan.has_changes:
                 _confirm(session, req.auto_approve, req.what)
         stop = asyncio.Event()
@@ -488,9 +491,11 @@ def _apply_command(loc: Location, req: ApplyRequest) -> None:
 @location_options
 @plan_flags
 @apply_flags
+@click.option("--allow-foreign-objects", is_flag=True,
+              help="Create even where a new state's objects already run under another state's marker.")
 def apply(loc: Location, plan_file: Path | None, targets: tuple[str, ...], replace: tuple[str, ...],
           reselect: bool, refresh_live: bool, as_json: bool, auto_approve: bool, parallelism: int,
-          create_timeout: str, poll: float | None) -> None:
+          create_timeout: str, poll: float | None, allow_foreign_objects: bool) -> None:
     """Make the infrastructure match the configuration, or run a saved plan exactly."""
     saved = None
     if plan_file is not None:
@@ -505,7 +510,7 @@ def apply(loc: Location, plan_file: Path | None, targets: tuple[str, ...], repla
         saved = restore_secrets(plan_obj, loc.config.resources, loc.config.name, plan_config, loc.backend.read())
     _apply_command(loc, ApplyRequest(
         _plan_options(False, targets, replace, reselect), refresh_live, auto_approve or saved is not None, as_json,
-        parallelism, parse_duration(create_timeout), poll, saved, "apply"))
+        parallelism, parse_duration(create_timeout), poll, saved, "apply", allow_foreign_objects))
 
 
 @cli.command()

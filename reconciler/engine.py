@@ -22,6 +22,7 @@ import httpx
 from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
 from reconciler.config import Config
 from reconciler.errors import ReconcilerError, StateError
+from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
 from reconciler.model import Address, Kind, LiveResource, Offering, Output, Plan
 from reconciler.outputs import outputs_after_apply, plan_outputs
 from reconciler.planner import (
@@ -490,6 +491,17 @@ def _same_but_computed(stored: StateDocument, doc: StateDocument) -> bool:
         stored.resources[k].model_copy(update={"computed": {}}) == r.model_copy(update={"computed": {}})
         for k, r in doc.resources.items()
     )
+
+
+def check_foreign_objects(plan: Plan, allowed: bool) -> None:
+    """Refuse to create what another state already runs, unless the user said it is wanted."""
+    if plan.foreign and not allowed:
+        addresses = ", ".join(dict.fromkeys(f.address for f in plan.foreign))
+        raise StateError(
+            f"apply refused: {foreign_summary(plan.foreign)}: {addresses}",
+            hint="find this configuration's state and point -f, --state or the backend at it; if a second "
+            f"copy is really wanted, apply again with {ALLOW_FLAG}. Nothing was changed",
+        )
 
 
 def check_saved_plan(plan: Plan, doc: StateDocument) -> None:

@@ -304,6 +304,23 @@ class OutputChange:
 
 
 @dataclass(frozen=True)
+class ForeignObject:
+    """A live object under a name a new state is about to create, owned by another state.
+
+    Its marker names that state's lineage: the same configuration is probably using a
+    second state by mistake, and applying would run everything twice.
+    """
+
+    address: str  # the address whose create would duplicate it
+    provider: str
+    kind: Kind
+    id: str
+    name: str
+    lineage: str  # the other state's lineage prefix, as its marker carries it
+    hourly_price: float | None
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     state_serial: int
@@ -312,6 +329,7 @@ class Plan:
     notes: tuple[str, ...] = ()
     orphans: tuple[Orphan, ...] = ()
     outputs: tuple[OutputChange, ...] = ()
+    foreign: tuple[ForeignObject, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -362,6 +380,12 @@ def mask_sensitive(attributes: dict[str, Any], paths: tuple[str, ...], salt: str
 def new_marker(lineage: str) -> str:
     """An ownership marker: this state's lineage prefix plus a per-create nonce."""
     return f"rc-{lineage.replace('-', '')[:8]}-{secrets.token_hex(8)}"
+
+
+def marker_lineage(marker: str | None) -> str | None:
+    """The lineage prefix an ownership marker carries (`rc-<lineage8>-<nonce>`), if it is one."""
+    parts = (marker or "").split("-")
+    return parts[1] if len(parts) == 3 and parts[0] == "rc" and parts[1] else None
 
 
 def marker_belongs_to(marker: str | None, lineage: str) -> bool:

@@ -17,6 +17,7 @@ from reconciler.model import (
     Address,
     Change,
     CostSummary,
+    ForeignObject,
     Kind,
     Orphan,
     OutputChange,
@@ -51,6 +52,7 @@ def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
         "cost": {"hourly_before": plan.cost.hourly_before, "hourly_after": plan.cost.hourly_after},
         "notes": list(plan.notes),
         "orphans": [{**dataclasses.asdict(o), "kind": o.kind.value} for o in plan.orphans],
+        "foreign": [{**dataclasses.asdict(f), "kind": f.kind.value} for f in plan.foreign],
         "changes": changes,
         "outputs": [{**dataclasses.asdict(o), "action": o.action.value} for o in plan.outputs],
     }
@@ -106,6 +108,7 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
             notes=tuple(raw.get("notes", ())),
             orphans=tuple(Orphan(**{**o, "kind": Kind(o["kind"])}) for o in raw.get("orphans", ())),
             outputs=outputs,
+            foreign=tuple(ForeignObject(**{**f, "kind": Kind(f["kind"])}) for f in raw.get("foreign", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{path} is a damaged plan file: {exc}", hint="make a new plan") from exc

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.errors import PlanError
+from reconciler.foreign_objects import find_foreign_objects
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
     CREATE_TIMED_OUT,
@@ -555,6 +556,7 @@ def plan_changes(
         cost=CostSummary(hourly_before=round(hourly_before, 6), hourly_after=round(hourly_after, 6)),
         notes=tuple(notes),
         orphans=orphans,
+        foreign=find_foreign_objects(ordered, doc, live),
     )
 
 

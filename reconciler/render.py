@@ -44,11 +44,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
 from reconciler.model import (
     HOURS_PER_MONTH,
     Action,
     Address,
     Change,
+    ForeignObject,
     Orphan,
     Plan,
     Status,
@@ -553,6 +555,26 @@ def _orphan_lines(orphans: Sequence[Orphan]) -> list[Text]:
     return lines
 
 
+def _foreign_lines(foreign: Sequence[ForeignObject]) -> list[Text]:
+    lines = [
+        Text(f"Warning: {foreign_summary(tuple(foreign))}.", style="bold red"),
+        Text(
+            "  Applying would run them twice. Is this configuration's state somewhere else (another "
+            "-f path, a renamed folder or file, a different --state or stack)? Point reconciler at it; "
+            f"apply refuses to create these unless {ALLOW_FLAG} is given."
+        ),
+    ]
+    for item in foreign:
+        price = format_hourly(item.hourly_price) if item.hourly_price is not None else "price unknown"
+        lines.append(
+            Text(
+                f"  - {item.address}: {item.provider} {item.kind.singular} {item.name!r} (id={item.id}) "
+                f"of state lineage {item.lineage}: {price}"
+            )
+        )
+    return lines
+
+
 def render_plan(plan: Plan, console: Console) -> None:
     """Print a plan the way Terraform does, so a reader knows what apply will do and cost."""
 
@@ -581,6 +603,10 @@ def render_plan(plan: Plan, console: Console) -> None:
         if not changes:
             out("You can apply this plan to save these new output values, without changing any real infrastructure.")
             out()
+    if plan.foreign:
+        for line in _foreign_lines(plan.foreign):
+            out(line)
+        out()
     if plan.orphans:
         for line in _orphan_lines(plan.orphans):
             out(line)
@@ -719,6 +745,18 @@ def _orphan_json(orphan: Orphan) -> dict[str, Any]:
     }
 
 
+def _foreign_json(item: ForeignObject) -> dict[str, Any]:
+    return {
+        "address": item.address,
+        "provider_name": item.provider,
+        "type": item.kind.value,
+        "id": item.id,
+        "name": item.name,
+        "lineage": item.lineage,
+        "hourly_price": item.hourly_price,
+    }
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan in Terraform's plan JSON shape, plus cost, orphans, notes and state identity."""
     changes = sorted(plan.changes, key=lambda c: (c.address.sort_key(), c.deposed or ""))
@@ -730,6 +768,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "output_changes": output_changes_json(plan.outputs),
         "cost": _cost_fields(plan.cost.hourly_before, plan.cost.hourly_after),
         "orphans": [_orphan_json(o) for o in plan.orphans],
+        "foreign_objects": [_foreign_json(f) for f in plan.foreign],
         "notes": list(plan.notes),
         "state": {"serial": plan.state_serial, "lineage": plan.state_lineage},
     }
@@ -800,6 +839,8 @@ def plan_summary_markdown(plan: Plan, limit: int = 65000) -> str:
     if changes:
         tail += f"**{_summary_line(plan)}**\n"
     tail += f"{_cost_line(plan)}\n"
+    if plan.foreign:
+        tail += f"\n> **Warning:** {foreign_summary(plan.foreign)}; apply refuses without `{ALLOW_FLAG}`.\n"
     if plan.orphans:
         total = sum(o.hourly_price or 0.0 for o in plan.orphans)
         tail += (
@@ -900,6 +941,15 @@ def plan_events(plan: Plan, *, clock: Callable[[], datetime] = _utc_now) -> Iter
         body["cost"] = _cost_fields(change.hourly_before, change.hourly_after)
         message = f"{_display_address(change)}: {_PLAN_VERB[change.action]}"
         yield event("info", message, "planned_change", change=body)
+    if plan.foreign:
+        summary = foreign_summary(plan.foreign)
+        yield event(
+            "warn",
+            f"Warning: {summary}",
+            "diagnostic",
+            diagnostic={"severity": "warning", "summary": summary, "detail": f"apply refuses without {ALLOW_FLAG}"},
+            foreign_objects=[_foreign_json(f) for f in plan.foreign],
+        )
     for orphan in plan.orphans:
         price = format_hourly(orphan.hourly_price) if orphan.hourly_price is not None else "price unknown"
         summary = f"Untracked {orphan.kind.singular} {orphan.name!r} carries this state's marker ({price})"
