@@ -42,6 +42,7 @@ from reconciler.render import (
 )
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
+from reconciler.state.validation import DamagedStateError, parse_state_text, repairable_by_removal
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
 from reconciler.views.state_json import state_to_json
 
@@ -169,10 +170,14 @@ class Location:
             raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
         return self.read_state()
 
-    def read_settled_state(self, what: str, must_exist: bool = False) -> StateDocument:
+    def read_settled_state(self, what: str, must_exist: bool = False, removing: tuple[str, ...] = ()) -> StateDocument:
         """State for an edit by hand: refused while an interrupted run's operations are unsettled,
-        since moving addresses or ids under them could lose or misplace what they created."""
-        doc = self.read_existing_state() if must_exist else self.read_state()
+        since moving addresses or ids under them could lose or misplace what they created.
+        A state damaged only in the entries being removed is read, so `state rm` can repair it."""
+        try:
+            doc = self.read_existing_state() if must_exist else self.read_state()
+        except DamagedStateError as exc:
+            doc = repairable_by_removal(exc, removing)
         if doc.pending:
             raise StateError(
                 f"{what}: state has {len(doc.pending)} pending operation(s) from an interrupted run",
@@ -736,9 +741,11 @@ def state_show(loc: Location, address: str) -> None:
     click.echo(json.dumps({"address": address, **entry.model_dump(mode="json")}, indent=2))
 
 
-def _edit_state(loc: Location, operation: str, edit: Callable[[StateDocument], str]) -> None:
+def _edit_state(
+    loc: Location, operation: str, edit: Callable[[StateDocument], str], removing: tuple[str, ...] = ()
+) -> None:
     with loc.locked(operation):
-        doc = loc.read_settled_state(operation, must_exist=True)
+        doc = loc.read_settled_state(operation, must_exist=True, removing=removing)
         new = doc.model_copy(deep=True)
         message = edit(new)
         new.serial = doc.serial + 1
@@ -751,7 +758,8 @@ def _edit_state(loc: Location, operation: str, edit: Callable[[StateDocument], s
 @location_options
 def state_rm(loc: Location, addresses: tuple[str, ...]) -> None:
     """Forget resources without deleting them (they keep running and billing)."""
-    targets = [str(a) for a in _addresses(addresses, "ADDRESS")]
+    # A damaged state's malformed key is named as it is written, so it can be removed too.
+    targets = tuple(_canonical_or_as_written(a) for a in addresses)
 
     def edit(doc: StateDocument) -> str:
         for address in targets:
@@ -760,7 +768,14 @@ def state_rm(loc: Location, addresses: tuple[str, ...]) -> None:
         ids = [f"{a} ({doc.resources.pop(a).id})" for a in targets]
         return "Removed from state (still running at the provider): " + ", ".join(ids)
 
-    _edit_state(loc, "state rm", edit)
+    _edit_state(loc, "state rm", edit, removing=targets)
+
+
+def _canonical_or_as_written(text: str) -> str:
+    try:
+        return str(Address.parse(text))
+    except ValueError:
+        return text
 
 
 @state.command("mv")
@@ -804,7 +819,7 @@ def state_pull(loc: Location) -> None:
 @location_options
 def state_push(loc: Location, file: Path, force: bool) -> None:
     """Replace the stored state with FILE (refused unless it is the same lineage and newer)."""
-    pushed = StateDocument.from_json_text(file.read_text(encoding="utf-8"), str(file))
+    pushed = parse_state_text(file.read_text(encoding="utf-8"), str(file), "nothing was pushed")
     with loc.locked("state push"):
         current = loc.read_settled_state("state push")
         exists = loc.backend.exists()

@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 from reconciler.errors import StateConflictError, StateError, StateLockedError
 from reconciler.state.backend import LockInfo
 from reconciler.state.model import StateDocument
+from reconciler.state.validation import DamagedStateError, parse_state_text
 
 HOLDER_RECORD_WAIT_SECONDS = 2.0
 
@@ -75,14 +76,24 @@ class LocalStateBackend:
                 f"{self.path} is empty (truncated?)",
                 hint=f"the previous version is kept in {self.backup_path}; inspect it and copy it back",
             )
-        doc = StateDocument.from_json_text(text, str(self.path))
+        try:
+            doc = parse_state_text(text, str(self.path), self._recovery)
+        except DamagedStateError as exc:
+            if exc.document is not None:
+                # `state rm` may repair it: its write then follows this version.
+                self._stored = (exc.document.lineage, exc.document.serial)
+            raise
         self._stored = (doc.lineage, doc.serial)
         return doc
+
+    @property
+    def _recovery(self) -> str:
+        return f"the previous version is kept in {self.backup_path}"
 
     def _check_cas(self, doc: StateDocument) -> None:
         stored = self._stored
         if stored is None and self.path.exists():
-            current = StateDocument.from_json_text(self.path.read_text(encoding="utf-8"), str(self.path))
+            current = parse_state_text(self.path.read_text(encoding="utf-8"), str(self.path), self._recovery)
             stored = (current.lineage, current.serial)
         if stored is None:
             if doc.serial < 1:

@@ -1,7 +1,7 @@
 """The state document: what reconciler created, keyed by address, plus pending operations.
 
-Read leniently (unknown fields kept), written strictly. A newer `version` than this
-program knows is refused, never overwritten.
+Read leniently (unknown fields kept), written strictly. Reading goes through
+`reconciler.state.validation`, which refuses damaged documents and newer versions.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from reconciler.errors import StateError
+from pydantic import BaseModel, ConfigDict, Field
 
 STATE_VERSION = 1
 
@@ -82,7 +80,7 @@ class StateDocument(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     version: int = STATE_VERSION
-    serial: int = 0
+    serial: int = Field(default=0, ge=0)
     lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
     # Which configuration writes this state ({"name", "source"}), checked by the next run; kept
     # as read (any JSON) so an old or odd value is judged there, never a parse error here.
@@ -91,33 +89,6 @@ class StateDocument(BaseModel):
     deposed: list[DeposedResource] = Field(default_factory=list)
     pending: list[PendingOperation] = Field(default_factory=list)
     outputs: dict[str, OutputState] = Field(default_factory=dict)
-
-    @classmethod
-    def from_json_text(cls, text: str, source: str) -> StateDocument:
-        """Parse state, refusing corrupt or newer documents with a message naming `source`."""
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StateError(
-                f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}",
-                hint="the previous version is kept beside it as a .backup file; "
-                "inspect it and copy it back if it is good",
-            ) from exc
-        if not isinstance(raw, dict):
-            raise StateError(f"{source} is not a state document (expected a JSON object)")
-        version = raw.get("version")
-        if isinstance(version, int) and version > STATE_VERSION:
-            raise StateError(
-                f"{source} has state version {version}, newer than this reconciler knows "
-                f"({STATE_VERSION})",
-                hint="upgrade reconciler; the file was left untouched",
-            )
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StateError(f"{source} is not a valid state document: {where}: {first['msg']}") from exc
 
     def to_json_text(self) -> str:
         return json.dumps(self.model_dump(mode="json", exclude_none=False), indent=2, sort_keys=False) + "\n"

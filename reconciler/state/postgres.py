@@ -34,6 +34,7 @@ from psycopg.types.json import Jsonb
 from reconciler.errors import StateConflictError, StateError, StateLockedError
 from reconciler.state.backend import LockInfo
 from reconciler.state.model import StateDocument
+from reconciler.state.validation import parse_state_text
 
 # Ordered schema migrations: entry N (1-based) brings the schema to version N. Each step is
 # one SQL statement with `{schema}` standing for the quoted schema name. To change the
@@ -245,7 +246,14 @@ class PostgresStateBackend:
             ).fetchone()
         if row is None:
             return StateDocument()
-        return StateDocument.from_json_text(row[0], self._description)
+        return parse_state_text(row[0], self._description, self._recovery)
+
+    @property
+    def _recovery(self) -> str:
+        return (
+            "every earlier version is kept: `reconciler state history` lists them; push a corrected "
+            "copy with `reconciler state push --force FILE`"
+        )
 
     def write(self, doc: StateDocument, force: bool = False) -> None:
         """Store `doc` if it is the direct successor of the stored version; otherwise store nothing.
@@ -355,7 +363,7 @@ class PostgresStateBackend:
                 f"{self._description} has no version with serial {serial}",
                 hint="list the stored versions with their serials in the state history",
             )
-        return StateDocument.from_json_text(row[0], f"{self._description} serial {serial}")
+        return parse_state_text(row[0], f"{self._description} serial {serial}", self._recovery)
 
     def _holder(self, connection: psycopg.Connection[tuple[Any, ...]]) -> tuple[int, LockInfo] | None:
         """The backend pid holding this stack's advisory lock and who it is, or None when free."""
