@@ -2,12 +2,20 @@
 
 Sensitive values are stored only as the same salted digests state keeps; `apply FILE`
 takes the values from the configuration again and refuses if any digest differs.
+
+The file carries a SHA-256 of its canonical content: `apply FILE` and `show FILE` refuse a
+plan changed in any way (a value, a change added or removed, a duplicated key), so a
+saved plan runs exactly what it showed. Reformatting (whitespace, key order) is no change.
+The digest detects changes; it is not a signature against someone who recomputes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +40,7 @@ from reconciler.unknowns import AppliedValues
 
 PLAN_FORMAT = "reconciler-plan"
 PLAN_FORMAT_VERSION = 1
+DIGEST_FIELD = "sha256"
 
 
 def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
@@ -58,18 +67,59 @@ def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
     }
 
 
+def content_digest(document: dict[str, Any]) -> str:
+    """SHA-256 of the plan's canonical JSON (keys sorted, no spaces), its own digest field left out."""
+    content = {key: value for key, value in document.items() if key != DIGEST_FIELD}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def write_plan_file(path: Path, plan: Plan, config_name: str) -> None:
-    path.write_text(json.dumps(plan_to_document(plan, config_name), indent=1) + "\n", encoding="utf-8")
+    document = plan_to_document(plan, config_name)
+    document[DIGEST_FIELD] = content_digest(document)
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     path.chmod(0o600)
+
+
+_REPLAN_HINT = "a saved plan runs exactly what it showed; make a new one with `reconciler plan -out FILE`"
+
+
+def _unique_keys(path: Path) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """JSON objects as dicts, refusing a key written twice (json keeps the last one silently)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            raise PlanError(
+                f"{path} was changed after it was saved: a key appears twice in one object", hint=_REPLAN_HINT
+            )
+        return result
+
+    return hook
+
+
+def _check_integrity(path: Path, raw: dict[str, Any]) -> None:
+    """Refuse a plan whose content is not exactly what `plan -out` wrote."""
+    recorded = raw.get(DIGEST_FIELD)
+    if not isinstance(recorded, str):
+        raise PlanError(
+            f"{path} is a damaged plan file: it carries no {DIGEST_FIELD} integrity digest",
+            hint=_REPLAN_HINT,
+        )
+    if not hmac.compare_digest(recorded, content_digest(raw)):
+        raise PlanError(
+            f"{path} was changed after it was saved: its content no longer matches its {DIGEST_FIELD} digest",
+            hint=_REPLAN_HINT,
+        )
 
 
 def read_plan_file(path: Path) -> tuple[Plan, str]:
     """The plan in a saved file and the name of the configuration it was made from."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys(path))
     except FileNotFoundError as exc:
         raise PlanError(f"plan file {path} does not exist") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PlanError(
             f"{path} is not a reconciler plan file (corrupt or not JSON)",
             hint="make a new one with `reconciler plan -out FILE`",
@@ -82,6 +132,7 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
         raise PlanError(
             f"{path} has plan format version {raw.get('format_version')}; this reconciler reads 1"
         )
+    _check_integrity(path, raw)
     try:
         changes = tuple(
             Change(
