@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from reconciler.config.diagnostics import FieldIssue, Origin, hint_for_names, issue_from_validation_error
 from reconciler.config.schema import VARIABLE_NAME_PATTERN, VariableBlock
-from reconciler.config.yaml_source import parse_yaml_file
+from reconciler.config.yaml_source import parse_yaml_file, parse_yaml_text
 from reconciler.errors import ConfigError
 
 ENV_PREFIX = "RECONCILER_VAR_"
@@ -175,9 +174,12 @@ def convert_value(value: Any, type_name: str) -> Any:
     expected: type = list if type_name == "list" else dict
     if isinstance(value, str):
         try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"cannot parse {value!r} as a {type_name} (use YAML or JSON syntax)") from None
+            # Parsed as configuration files are, with the same limits on alias expansion.
+            value = parse_yaml_text(value, Path("value")).data
+        except ConfigError as exc:
+            raise ValueError(
+                f"cannot parse {value!r} as a {type_name} (use YAML or JSON syntax): {exc.message}"
+            ) from None
     if not isinstance(value, expected):
         raise ValueError(f"expected a {type_name}, got {_describe(value)}")
     return value

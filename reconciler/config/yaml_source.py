@@ -34,6 +34,13 @@ _BOOL_WORDS = {"yes": True, "true": True, "on": True, "no": False, "false": Fals
 
 FieldPath = Sequence[str | int]
 
+# Limits that keep a hostile or broken file from taking the machine's memory and time. A
+# 10,000-resource configuration is about 3 MB and 200,000 values; these leave ample room.
+MAX_YAML_FILE_BYTES = 16 * 1024 * 1024
+# Values once every alias is expanded: `*anchor` copies what it names, so a few lines of
+# nested aliases (a "billion laughs") would otherwise expand to billions of values.
+MAX_YAML_VALUES = 2_000_000
+
 
 def mark_of(file: str, mark: yaml.Mark | None) -> SourceMark:
     """A PyYAML mark (0-based) as a SourceMark (1-based)."""
@@ -93,6 +100,14 @@ def _find_key(node: yaml.MappingNode, key: str | int) -> tuple[yaml.Node, yaml.N
 def parse_yaml_file(path: Path) -> YamlDocument:
     """Read and parse one YAML file; any problem is a ConfigError naming the file and line."""
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_FILE_BYTES:
+            raise ConfigError(
+                f"the file is {size / 1024 / 1024:.1f} MiB, more than the {MAX_YAML_FILE_BYTES // 1024 // 1024} MiB "
+                "a configuration file may have",
+                SourceMark(str(path)),
+                hint="split the configuration into several files in one directory",
+            )
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
@@ -119,17 +134,57 @@ def parse_yaml_text(text: str, path: Path) -> YamlDocument:
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", SourceMark(name)) from exc
+    except RecursionError as exc:
+        raise ConfigError("YAML nested too deeply", SourceMark(name)) from exc
     finally:
         loader.dispose()
     if root is None:
         return YamlDocument(path, None, None)
     try:
+        _ExpansionCounter(name).count(root)
         data = _NodeConverter(name).convert(root)
     except RecursionError as exc:
         raise ConfigError(
             "YAML nested too deeply (or a recursive alias)", mark_of(name, root.start_mark)
         ) from exc
     return YamlDocument(path, data, root)
+
+
+class _ExpansionCounter:
+    """Counts the values a node tree expands to, aliases included, without expanding it.
+
+    An alias is the very node it names, so each distinct node is counted once and its total
+    reused: time and memory stay proportional to the file, whatever the aliases multiply to.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.totals: dict[int, int] = {}
+        self.active: set[int] = set()
+
+    def count(self, node: yaml.Node) -> int:
+        if type(node) is yaml.ScalarNode:
+            return 1
+        known = self.totals.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in self.active:
+            raise ConfigError(
+                "a YAML alias refers to a node that contains it", mark_of(self.name, node.start_mark)
+            )
+        self.active.add(id(node))
+        children = node.value if type(node) is yaml.SequenceNode else [n for pair in node.value for n in pair]
+        total = 1 + sum(self.count(child) for child in children)
+        self.active.discard(id(node))
+        if total > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"the YAML here holds {total:,} values once its aliases are expanded, more than the "
+                f"{MAX_YAML_VALUES:,} a configuration may have",
+                mark_of(self.name, node.start_mark),
+                hint="write the values out, or use fewer nested aliases (`*name` copies everything it names)",
+            )
+        self.totals[id(node)] = total
+        return total
 
 
 class _NodeConverter:
