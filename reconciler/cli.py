@@ -24,12 +24,13 @@ from reconciler import engine
 from reconciler.applier import ApplyOptions, ApplyResult
 from reconciler.config import Config, config_json_schema, load_config
 from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
-from reconciler.errors import ReconcilerError, StateError
+from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.graph import DependencyGraph
 from reconciler.model import Address, Plan
 from reconciler.outputs import sensitive_value
 from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 from reconciler.planner import PlanOptions
+from reconciler.redaction import ScrubbedStream, Scrubber
 from reconciler.render import (
     format_hourly,
     make_apply_observer,
@@ -73,45 +74,21 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 
 @dataclass
 class Session:
-    """Per-invocation settings every command shares, and the secrets output must never show."""
+    """Per-invocation settings every command shares, and the secrets output must never show.
+
+    `main` routes standard output and error through `scrubber`, so every line any command
+    prints (messages, progress, JSON, tracebacks) has each secret removed in every spelling.
+    """
 
     debug: bool = False
     no_color: bool = False
-    secrets: set[str] = field(default_factory=set)
+    scrubber: Scrubber = field(default_factory=Scrubber)
 
     def console(self, stderr: bool = False) -> Console:
         stream = sys.stderr if stderr else sys.stdout
         # Logs (CI, pipes) get wide tables instead of 80 columns; COLUMNS still wins.
         width = None if stream.isatty() or "COLUMNS" in os.environ else 160
         return Console(stderr=stderr, no_color=self.no_color, highlight=False, soft_wrap=True, width=width)
-
-    def scrub(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, "(sensitive)")
-        return text
-
-
-class _ScrubbedStream:
-    """A text stream that removes the session's secrets from everything written to it
-    (apply progress lines and events carry provider error texts, which may echo values)."""
-
-    def __init__(self, session: Session, inner: Any) -> None:
-        self._session = session
-        self._inner = inner
-
-    def write(self, text: str) -> int:
-        self._inner.write(self._session.scrub(text))
-        return len(text)
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def isatty(self) -> bool:
-        return bool(self._inner.isatty())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 @dataclass
@@ -132,8 +109,12 @@ class Location:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.path, cli_vars=self.cli_vars, var_files=self.var_files)
-            self.session.secrets |= set(self._config.secrets)
+            try:
+                self._config = load_config(self.path, cli_vars=self.cli_vars, var_files=self.var_files)
+            except ConfigError as exc:
+                self.session.scrubber.add(*exc.secrets)
+                raise
+            self.session.scrubber.add(*self._config.secrets)
         return self._config
 
     @property
@@ -312,7 +293,7 @@ def _plan_options(destroy: bool, targets: tuple[str, ...], replace: tuple[str, .
 def _print_plan(session: Session, plan: Plan, as_json: bool) -> None:
     if as_json:
         for event in plan_events(plan):
-            click.echo(session.scrub(json.dumps(event)))
+            click.echo(json.dumps(event))
     else:
         render_plan(plan, session.console())
 
@@ -324,7 +305,7 @@ def _print_notes(session: Session, title: str, notes: tuple[str, ...]) -> None:
         return
     console.print(f"{title}:")
     for note in notes:
-        console.print(session.scrub(f"  - {note}"), markup=False)
+        console.print(f"  - {note}", markup=False)
 
 
 @cli.command()
@@ -471,7 +452,6 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
                 _confirm(session, req.auto_approve, req.what)
         stop = asyncio.Event()
         console = session.console()
-        console.file = _ScrubbedStream(session, console.file)  # type: ignore[assignment]
         observer = make_apply_observer(console, req.as_json)
         with _interruptible(session, stop):
             outputs = loc.config.outputs if req.what == "apply" else {}
@@ -889,6 +869,8 @@ def main() -> NoReturn:
     """Entry point: one line per error, no traceback unless --debug; exit 1 on any error."""
     argv = sys.argv[1:]
     session = Session(debug="--debug" in argv)
+    sys.stdout = ScrubbedStream(session.scrubber, sys.stdout)
+    sys.stderr = ScrubbedStream(session.scrubber, sys.stderr)
     if session.debug:
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     try:
@@ -904,7 +886,7 @@ def main() -> NoReturn:
     except ReconcilerError as exc:
         if session.debug:
             traceback.print_exc()
-        click.echo(session.scrub(f"Error: {exc}"), err=True)
+        click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -912,7 +894,7 @@ def main() -> NoReturn:
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still gets one clear line
         if session.debug:
             raise
-        click.echo(session.scrub(f"Error: unexpected {type(exc).__name__}: {exc}"), err=True)
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
         click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(0)

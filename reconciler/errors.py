@@ -37,7 +37,13 @@ class SourceMark:
 
 
 class ConfigError(ReconcilerError):
-    """The configuration is invalid; names the file, line and field."""
+    """The configuration is invalid; names the file, line and field.
+
+    `secrets` are the sensitive values the configuration had given before the error, for
+    whoever prints the message to scrub.
+    """
+
+    secrets: frozenset[str] = frozenset()
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ from reconciler.limits import PROVIDER_LIMITS
 from reconciler.model import Address, Kind, Output, Resource
 from reconciler.providers import computed_attributes
 from reconciler.providers.base import ProviderSettings
+from reconciler.providers.http import api_key_problem
 from reconciler.references import Reference
 from reconciler.workspace import (
     CONFIG_NAME_RULE,
@@ -180,6 +181,14 @@ class _ConfigLoader:
         self.declared_name: tuple[str, Origin] | None = None
 
     def load(self) -> Config:
+        try:
+            return self._load()
+        except ConfigError as exc:
+            # The secrets read before the error, so the message printing it can scrub them.
+            exc.secrets = frozenset(self.secrets)
+            raise
+
+    def _load(self) -> Config:
         files = self._files()
         for file in files:
             self._collect(parse_yaml_file(file))
@@ -747,6 +756,8 @@ class _ConfigLoader:
                 raw, origin = declared[name]
                 block = self._provider_block(name, raw, origin, interpolator)
             api_key = block.api_key or self.environ.get(api_key_env_var(name)) or None
+            if api_key:
+                self._check_api_key(name, api_key, origin if block.api_key else None)
             endpoint = block.endpoint
             if name in first_user and endpoint != "embedded" and not api_key:
                 self._missing_api_key(name, origin, first_user[name], resources)
@@ -777,6 +788,27 @@ class _ConfigLoader:
             raise origin.error(issue) from None
         except ValidationError as exc:
             raise origin.error(issue_from_validation_error(exc, data, ProviderBlock)) from None
+
+    def _check_api_key(self, name: str, api_key: str, origin: Origin | None) -> None:
+        """Refuse a key that cannot be sent as it is, naming where it came from, never the key."""
+        problem = api_key_problem(api_key)
+        if problem is None:
+            return
+        variable = api_key_env_var(name)
+        fix = "without surrounding spaces or line breaks (in a shell: printf '%s' \"$KEY\"; in CI, store the "
+        fix += "secret without its final newline); nothing was sent"
+        if origin is None:
+            raise ConfigError(
+                f"the API key of provider {name} in the environment variable {variable} {problem}",
+                hint=f"set {variable} to the key alone, {fix}",
+            )
+        self.secrets.add(api_key)
+        raise ConfigError(
+            f"the API key of provider {name} {problem}",
+            origin.mark(("api_key",)),
+            f"providers.{name}.api_key",
+            f"give the key alone, {fix}",
+        )
 
     def _missing_api_key(
         self, name: str, origin: Origin | None, user: Address, resources: dict[Address, Resource]

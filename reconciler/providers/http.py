@@ -37,6 +37,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from reconciler.errors import AuthError, CapacityError, ConfigError, NotFoundError, ProviderError
 from reconciler.model import Kind
 from reconciler.providers.base import ProviderSettings
+from reconciler.redaction import Scrubber
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +271,23 @@ def in_use_error(error: ProviderError, kind: Kind, id: str) -> ProviderError | N
     )
 
 
+def api_key_problem(key: str) -> str | None:
+    """What makes `key` unusable as sent in a header (never quoting the key), or None.
+
+    A key is refused rather than trimmed: one pasted with its newline or a stray space is a
+    copy that went wrong, and sending a trimmed guess could authenticate as someone else.
+    """
+    if key.endswith(("\n", "\r")):
+        return "ends with a line break (a secret saved with its trailing newline?)"
+    if key != key.strip():
+        return "starts or ends with whitespace"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        return "contains a line break, tab or other control character"
+    if not key.isascii():
+        return "contains a non-ASCII character"
+    return None
+
+
 class ApiClient:
     """One authenticated HTTP client for one provider API, with pacing and retries."""
 
@@ -295,10 +313,18 @@ class ApiClient:
         self.max_retries = max_retries
         self.calls: collections.Counter[str] = collections.Counter()
         self.bucket = TokenBucket(rate_limit_per_second, clock=clock, sleep=sleep)
-        self._api_key = api_key
+        self._scrubber = Scrubber([api_key] if api_key else [], replacement="(redacted)")
         self._is_capacity_error = is_capacity_error
         self._sleep = sleep
         headers = {"Accept": "application/json"}
+        problem = api_key_problem(api_key) if api_key else None
+        if problem:
+            raise ConfigError(
+                f"the {provider} API key {problem}; it was not sent",
+                field=f"providers.{provider}.api_key",
+                hint=f"set {key_env_var} (or providers.{provider}.api_key) to the key alone, "
+                "without surrounding spaces or line breaks",
+            )
         if api_key:
             headers[auth_header] = f"{auth_scheme}{api_key}"
         self._client = httpx.AsyncClient(
@@ -478,6 +504,4 @@ class ApiClient:
         )
 
     def _redact(self, text: str) -> str:
-        if self._api_key and self._api_key in text:
-            return text.replace(self._api_key, "(redacted)")
-        return text
+        return self._scrubber.scrub(text)

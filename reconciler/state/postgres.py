@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from reconciler.errors import StateConflictError, StateError, StateLockedError
+from reconciler.redaction import Scrubber
 from reconciler.state.backend import LockInfo
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import parse_state_text
@@ -110,7 +111,8 @@ class PostgresStateBackend:
             raise StateError(f"invalid PostgreSQL schema name {schema!r} (1 to 63 bytes)")
         self.stack = stack
         self.schema = schema
-        self._secrets = self._password_forms(url)
+        # A password is scrubbed whatever its length: a database message quotes it alone.
+        self._secrets = Scrubber(self._password_forms(url), replacement="***", min_length=1)
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -150,8 +152,7 @@ class PostgresStateBackend:
         return tuple(sorted(forms, key=len, reverse=True))
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        text = self._secrets.scrub(text)
         return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
     @property
