@@ -113,14 +113,34 @@ def document_problems(doc: StateDocument) -> list[StateProblem]:
     """What makes a well-typed document unsafe to act on; empty when it is sound."""
     problems: list[StateProblem] = []
     for key, res in doc.resources.items():
-        problems += _entry_problems(f"resources[{json.dumps(key)}]", key, res.kind, res.provider, (key,))
-        problems += _dependency_problems(f"resources[{json.dumps(key)}].depends_on", res.depends_on, key)
+        if not _entry_is_sound(key, res.kind, res.provider):
+            problems += _entry_problems(f"resources[{json.dumps(key)}]", key, res.kind, res.provider, (key,))
+        if not all(_is_address(d) for d in res.depends_on):
+            problems += _dependency_problems(f"resources[{json.dumps(key)}].depends_on", res.depends_on, key)
     for i, old in enumerate(doc.deposed):
-        problems += _entry_problems(f"deposed[{i}]", old.address, old.kind, old.provider, ())
+        if not _entry_is_sound(old.address, old.kind, old.provider):
+            problems += _entry_problems(f"deposed[{i}]", old.address, old.kind, old.provider, ())
     for i, op in enumerate(doc.pending):
         problems += _pending_problems(i, op.op, op.address, op.kind, op.provider, op.id)
     problems += _shared_ids(doc)
     return problems
+
+
+def _is_address(text: str) -> bool:
+    try:
+        Address.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _entry_is_sound(address: str, kind: str, provider: str) -> bool:
+    """The common case, checked without building any message."""
+    try:
+        parsed = Address.parse(address)
+    except ValueError:
+        return False
+    return kind == parsed.kind.value and provider in KNOWN_PROVIDERS and str(parsed) == address
 
 
 def _dict_noting_duplicates(found: list[str]) -> Any:
