@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lifecycle_support import Project, RequestRecorder, run_cli
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from team_state_support import KEY_ONLY_CONFIG, TeamProject, team_database
 
 pytest_plugins = ["lifecycle_support"]
 
@@ -191,3 +195,35 @@ def test_one_instance_under_two_addresses_is_never_destroyed_twice(project: Proj
     assert "No changes" in project.run("plan").stdout
     project.run("destroy", "--auto-approve")
     assert project.live() == []
+
+
+def test_a_damaged_postgres_stack_is_refused_untouched_and_repaired_by_state_rm(tmp_path: Path) -> None:
+    with team_database() as database:
+        team = TeamProject.create(tmp_path, database, KEY_ONLY_CONFIG)
+        team.run("apply", "--auto-approve")
+        stored = team.stored()
+        stored["resources"]["ssh_keys.twin"] = dict(stored["resources"]["ssh_keys.deploy"])
+        database.admin.execute(
+            sql.SQL("UPDATE {} SET document = %s WHERE stack = %s").format(
+                sql.Identifier(database.schema, "states")
+            ),
+            (Jsonb(stored), team.stack),
+        )
+        for args in (("destroy", "--auto-approve"), ("plan",), ("state", "list")):
+            result = team.run(*args, expect=1)
+            assert (
+                f"(stack {team.stack}, schema {database.schema}) is damaged (1 problem)" in result.stderr
+            ), result.describe()
+            # jsonb orders keys its own way: either address may be named first.
+            assert re.search(
+                r"ssh_keys\.(twin|deploy)\"\]: shadeform ssh_keys id \S+ is also recorded under ssh_keys\.",
+                result.stderr,
+            )
+            assert "reconciler state history" in result.stderr
+            assert team.stored() == stored
+        assert [entry.deleted_at for entry in team.ledger()] == [None]
+
+        team.run("state", "rm", "ssh_keys.twin")
+        team.run("destroy", "--auto-approve")
+        assert all(entry.deleted_at is not None for entry in team.ledger())
+        team.assert_secrets_never_shown()
