@@ -801,7 +801,14 @@ def state_push(loc: Location, file: Path, force: bool) -> None:
     """Replace the stored state with FILE (refused unless it is the same lineage and newer)."""
     pushed = parse_state_text(file.read_text(encoding="utf-8"), str(file), "nothing was pushed")
     with loc.locked("state push"):
-        current = loc.read_settled_state("state push")
+        try:
+            current = loc.read_settled_state("state push")
+        except DamagedStateError as damaged:
+            if not force:
+                raise
+            engine.replace_damaged_state(loc.backend, pushed, damaged)
+            loc.session.console().print(f"Pushed {file} to {loc.backend.description}, replacing its damaged state.")
+            return
         exists = loc.backend.exists()
         if exists and not force:
             if pushed.lineage != current.lineage:

@@ -41,6 +41,7 @@ from reconciler.providers.base import Provider, ProviderSettings
 from reconciler.state.backend import StateBackend
 from reconciler.state.local import LocalStateBackend
 from reconciler.state.model import StateDocument
+from reconciler.state.validation import DamagedStateError
 from reconciler.workspace import (
     STATE_DIR,
     ConfigIdentity,
@@ -568,6 +569,13 @@ def overwrite_state(backend: StateBackend, doc: StateDocument, current: StateDoc
         return
     stored = doc.model_copy(update={"serial": max(doc.serial, current.serial + 1)})
     backend.write(stored, force=stored.lineage != current.lineage or stored.serial != current.serial + 1)
+
+
+def replace_damaged_state(backend: StateBackend, doc: StateDocument, damaged: DamagedStateError) -> None:
+    """`state push --force` over a stored state that cannot be read; the local .backup file or
+    the PostgreSQL history keeps the damaged version."""
+    floor = damaged.document.serial + 1 if damaged.document is not None else 1
+    backend.write(doc.model_copy(update={"serial": max(doc.serial, floor)}), force=True)
 
 
 async def list_offerings(config: Config, sandbox: Path, only: set[str]) -> list[Offering]:

@@ -227,3 +227,22 @@ def test_a_damaged_postgres_stack_is_refused_untouched_and_repaired_by_state_rm(
         team.run("destroy", "--auto-approve")
         assert all(entry.deleted_at is not None for entry in team.ledger())
         team.assert_secrets_never_shown()
+
+
+def test_state_push_force_replaces_a_damaged_state_and_keeps_it_as_the_backup(
+    stack: Project, recorder: RequestRecorder
+) -> None:
+    damaged_text = json.dumps(with_changes(serial="3"))
+    stack.state_path.write_text(damaged_text, encoding="utf-8")
+    fixed = stack.root / "fixed.json"
+    fixed.write_text(json.dumps(STATE), encoding="utf-8")
+    error = refused(stack, recorder, ("state", "push", "fixed.json"))
+    assert 'serial: Input should be a valid integer (got "3")' in error
+
+    result = stack.run("state", "push", "--force", "fixed.json")
+    assert "replacing its damaged state" in result.stdout, result.describe()
+    assert stack.resource_id("ssh_keys.deploy") == "key-1" and stack.serial() == 3
+    backup = stack.state_path.with_name(stack.state_path.name + ".backup")
+    assert backup.read_text(encoding="utf-8") == damaged_text
+    assert stack.run("state", "list").stdout == "ssh_keys.deploy\n"
+    assert recorder.requests == []
