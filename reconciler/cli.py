@@ -151,7 +151,9 @@ class Location:
             raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
         return self.read_state()
 
-    def read_settled_state(self, what: str, must_exist: bool = False, removing: tuple[str, ...] = ()) -> StateDocument:
+    def read_settled_state(
+        self, what: str, must_exist: bool = False, removing: tuple[str, ...] = ()
+    ) -> StateDocument:
         """State for an edit by hand: refused while an interrupted run's operations are unsettled,
         since moving addresses or ids under them could lose or misplace what they created.
         A state damaged only in the entries being removed is read, so `state rm` can repair it."""

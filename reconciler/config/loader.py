@@ -794,6 +794,7 @@ class _ConfigLoader:
         problem = api_key_problem(api_key)
         if problem is None:
             return
+        self.secrets.add(api_key)
         variable = api_key_env_var(name)
         fix = "without surrounding spaces or line breaks (in a shell: printf '%s' \"$KEY\"; in CI, store the "
         fix += "secret without its final newline); nothing was sent"
@@ -802,7 +803,6 @@ class _ConfigLoader:
                 f"the API key of provider {name} in the environment variable {variable} {problem}",
                 hint=f"set {variable} to the key alone, {fix}",
             )
-        self.secrets.add(api_key)
         raise ConfigError(
             f"the API key of provider {name} {problem}",
             origin.mark(("api_key",)),
