@@ -13,6 +13,7 @@ import json
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -122,8 +123,24 @@ def document_problems(doc: StateDocument) -> list[StateProblem]:
             problems += _entry_problems(f"deposed[{i}]", old.address, old.kind, old.provider, ())
     for i, op in enumerate(doc.pending):
         problems += _pending_problems(i, op.op, op.address, op.kind, op.provider, op.id)
+        if not _is_aware_time(op.started_at):
+            problems.append(
+                StateProblem(
+                    f"pending[{i}] ({op.op} of {op.address}).started_at",
+                    f"{op.started_at!r} is not an ISO 8601 time with a UTC offset; how long lists may still "
+                    "hide the object is counted from it",
+                    _PENDING_FIX,
+                )
+            )
     problems += _shared_ids(doc)
     return problems
+
+
+def _is_aware_time(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _is_address(text: str) -> bool:

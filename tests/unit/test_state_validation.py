@@ -122,6 +122,14 @@ CASES = {
     "pending-unknown-op": (damaged(pending=[pending(op="explode")]), ("pending[0].op",)),
     "pending-bad-address": (damaged(pending=[pending(address="worker")]), ("pending[0] (create of worker)",)),
     "pending-kind-mismatch": (damaged(pending=[pending(kind="volumes")]), ("pending[0]", "kind 'volumes'")),
+    "pending-time-not-a-time": (
+        damaged(pending=[pending(started_at="yesterday")]),
+        ("pending[0] (create of instances.worker).started_at: 'yesterday' is not an ISO 8601 time",),
+    ),
+    "pending-time-without-offset": (
+        damaged(pending=[pending(started_at="2026-12-01T20:00:00")]),
+        ("with a UTC offset",),
+    ),
     "pending-delete-without-id": (
         damaged(pending=[pending(op="delete")]),
         ("pending[0] (delete of instances.worker)", "without the id"),
@@ -162,7 +170,7 @@ def test_unknown_extra_fields_are_kept_not_refused() -> None:
     doc = damaged(
         written_by="a newer tool", extra_resources={"volumes.data": resource("volumes", "v-1", note="x")}
     )
-    doc["pending"] = [pending(retries=2)]
+    doc["pending"] = [pending(retries=2, started_at="2026-12-01T20:00:00+00:00")]
     parsed = parse_state_text(json.dumps(doc), "state/stack.json", "")
     assert parsed.model_extra == {"written_by": "a newer tool"}
     assert parsed.resources["volumes.data"].model_extra == {"note": "x"}
