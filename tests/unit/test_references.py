@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -224,11 +223,11 @@ SENSITIVE_URL = CLUSTER.replace(
 
 
 def saved_and_restored(config: Config, doc: StateDocument, live: LiveView) -> dict[Address, Change]:
-    from reconciler.planfile import plan_to_document, read_plan_file, restore_secrets
+    from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 
     plan = plan_changes(config.resources, doc, live, PlanOptions(replace=(W1,)))
     path = Path(str(config.root)) / "plan.bin"
-    path.write_text(json.dumps(plan_to_document(plan, config.name)))
+    write_plan_file(path, plan, config.name)
     assert "tok-abcdef12" not in path.read_text()
     loaded, name = read_plan_file(path)
     restored = restore_secrets(loaded, config.resources, config.name, name, doc)
