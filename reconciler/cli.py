@@ -559,9 +559,9 @@ def output(loc: Location, name: str | None, as_json: bool, raw: bool) -> None:
             text = raw_text(shown[name]["value"])
             if text is None:
                 raise ReconcilerError(f"output {name} is not a string, number or bool", hint="use -json")
-            click.echo(text, nl=False)
+            _echo_verbatim(text, nl=False)
         else:
-            click.echo(json.dumps(shown[name]["value"] if name else shown, indent=2))
+            _echo_verbatim(json.dumps(shown[name]["value"] if name else shown, indent=2))
         return
     if name is not None:
         held = doc.outputs[name]
@@ -571,6 +571,11 @@ def output(loc: Location, name: str | None, as_json: bool, raw: bool) -> None:
         click.echo(f"No outputs in state.\n  hint: {_output_hint(doc, loc.config.outputs)}", err=True)
     for line in output_lines(doc.outputs):
         click.echo(line)
+
+
+def _echo_verbatim(text: str, nl: bool = True) -> None:
+    """Sensitive outputs asked for by name (-json, -raw) are printed as they are, as Terraform does."""
+    click.echo(text, nl=nl, file=getattr(sys.stdout, "verbatim", sys.stdout))
 
 
 def _output_hint(doc: StateDocument, declared: dict[str, Any]) -> str:

@@ -76,6 +76,11 @@ class ScrubbedStream:
         self._scrubber = scrubber
         self._inner = inner
 
+    @property
+    def verbatim(self) -> Any:
+        """The stream itself, for the one output a user asks to see unscrubbed (`output -json`)."""
+        return self._inner
+
     def write(self, text: str) -> int:
         self._inner.write(self._scrubber.scrub(text))
         return len(text)
