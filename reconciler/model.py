@@ -111,14 +111,25 @@ class Lifecycle:
 class OfferingRequest:
     """Requirements for an instance that does not pin an exact offering."""
 
-    gpu_type: str | None = None
+    gpu_type: str | tuple[str, ...] | None = None
     num_gpus: int | None = None
     max_hourly_price: float | None = None
     region: str | None = None
     cloud: str | None = None
+    max_price_per_gpu_hour: float | None = None
+    min_vram_per_gpu_gb: int | None = None
+    min_vcpus: int | None = None
+    min_memory_gb: int | None = None
+    regions: tuple[str, ...] | None = None
+    clouds: tuple[str, ...] | None = None
+    exclude_regions: tuple[str, ...] | None = None
+    exclude_clouds: tuple[str, ...] | None = None
+    rental_type: str | None = None
+    deployment_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """Canonical JSON data (lists, not tuples), as plans and state keep it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class Resource:
     on_failure: str = "replace"
     references: tuple[str, ...] = ()  # `${kind.name.attr}` texts its attributes hold as placeholders
     computed: tuple[str, ...] = ()  # attributes its API reports (ip, ssh_port, ...)
+    fallback_attempts: int = 1  # creates tried down the ranked offerings on capacity errors
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,13 @@ class Offering:
     pin: dict[str, Any]
     vram_per_gpu_gb: int | None = None
     instance_type: str | None = None
+    vcpus: int | None = None
+    memory_gb: int | None = None
+    rental_type: str = "on_demand"
+    deployment_type: str | None = None
+    storage_gb: int | None = None
+    interconnect: str | None = None
+    boot_seconds: int | None = None  # the API's longest expected boot
 
     @property
     def price_per_gpu_hour(self) -> float:
@@ -220,8 +239,22 @@ class CreatedResource:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """An offering a create may fall back to, as the plan ranked and showed it."""
+
+    offering_id: str
+    label: str
+    hourly_price: float
+    pin: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Change:
-    """One line of a plan."""
+    """One line of a plan.
+
+    `candidates` are the next offerings of the plan's ranked list, in order, that apply may
+    try when a create is refused for capacity (`fallback`); apply never tries anything else.
+    """
 
     address: Address
     action: Action
@@ -240,6 +273,7 @@ class Change:
     deposed: str | None = None  # id of an old create_before_destroy object being deleted
     computed: tuple[str, ...] = ()  # attributes the API reports, known only after apply
     unknown: tuple[str, ...] = ()  # paths of `after` that hold references known only after apply
+    candidates: tuple[Candidate, ...] = ()
 
     @property
     def destroys_data(self) -> bool:

@@ -23,6 +23,7 @@ from reconciler.errors import PlanError
 from reconciler.model import (
     Action,
     Address,
+    Candidate,
     Change,
     CostSummary,
     ForeignObject,
@@ -146,6 +147,7 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
                     "sensitive": tuple(c["sensitive"]),
                     "computed": tuple(c.get("computed", ())),
                     "unknown": tuple(c.get("unknown", ())),
+                    "candidates": tuple(Candidate(**x) for x in c.get("candidates", ())),
                 }
             )
             for c in raw["changes"]

@@ -37,6 +37,7 @@ from reconciler.model import (
     mask_sensitive,
 )
 from reconciler.plan_checks import check_creatable, pinned_offering
+from reconciler.selection import Selection, rank, select
 from reconciler.state.model import DeposedResource, ResourceState, StateDocument
 from reconciler.unknowns import PlannedValues, explain_unknowns, resolve_for_plan
 
@@ -188,34 +189,24 @@ def resolve_pending(
     return PendingResolution(new, tuple(notes), tuple(unresolved))
 
 
-def _select_offering(
-    address: Address, provider: str, request: OfferingRequest, offerings: Sequence[Offering] | None
-) -> Offering:
+def _select_offering(res: Resource, request: OfferingRequest, offerings: Sequence[Offering] | None) -> Selection:
     if offerings is None:
-        raise PlanError(f"{address}: offerings of {provider} were not fetched; cannot pick an offering")
-    matches = [
-        o
-        for o in offerings
-        if o.available
-        and (request.gpu_type is None or o.gpu_type.lower() == request.gpu_type.lower())
-        and (request.num_gpus is None or o.num_gpus == request.num_gpus)
-        and (request.max_hourly_price is None or o.hourly_price <= request.max_hourly_price)
-        and (request.region is None or o.region == request.region)
-        and (request.cloud is None or o.cloud == request.cloud)
-    ]
-    if not matches:
+        raise PlanError(f"{res.address}: offerings of {res.provider} were not fetched; cannot pick an offering")
+    ranked = rank(request, offerings)
+    if not ranked:
         wanted = ", ".join(f"{k}={v}" for k, v in request.to_dict().items())
         raise PlanError(
-            f"{address}: no available {provider} offering matches {wanted}",
+            f"{res.address}: no available {res.provider} offering matches {wanted}",
             hint="run `reconciler offerings` to see what is available, then relax the requirements",
         )
-    return min(matches, key=lambda o: (o.hourly_price, o.id))
+    return select(ranked, res.fallback_attempts)
 
 
 def _desired_attributes(
     res: Resource, prior: ResourceState | None, live: LiveView, reselect: bool
-) -> tuple[dict[str, Any], float | None]:
-    """Attributes to create with (offering pinned) and the hourly price, where known."""
+) -> tuple[dict[str, Any], float | None, Selection | None]:
+    """Attributes to create with (offering pinned), the hourly price where known, and the
+    selection made now (None when the pin comes from state or the configuration)."""
     attrs = dict(res.attributes)
     offerings = live.offerings.get(res.provider)
     if res.address.kind is Kind.INSTANCE and res.offering is not None:
@@ -226,16 +217,16 @@ def _desired_attributes(
             pin_keys = set(prior.attributes) - set(attrs) - {OFFERING_KEY}
             attrs.update({k: prior.attributes[k] for k in pin_keys})
             attrs[OFFERING_KEY] = {**request, "selected": selected}
-            return attrs, prior.hourly_price
-        chosen = _select_offering(res.address, res.provider, res.offering, offerings)
-        attrs.update(chosen.pin)
-        attrs[OFFERING_KEY] = {**request, "selected": chosen.id}
-        return attrs, chosen.hourly_price
+            return attrs, prior.hourly_price, None
+        selection = _select_offering(res, res.offering, offerings)
+        attrs.update(selection.chosen.pin)
+        attrs[OFFERING_KEY] = {**request, "selected": selection.chosen.id}
+        return attrs, selection.chosen.hourly_price, selection
     if res.address.kind is Kind.INSTANCE:
         chosen_pin = pinned_offering(attrs, offerings)
         if chosen_pin is not None:
-            return attrs, chosen_pin.hourly_price
-        return attrs, prior.hourly_price if prior else None
+            return attrs, chosen_pin.hourly_price, None
+        return attrs, prior.hourly_price if prior else None, None
     if res.address.kind is Kind.VOLUME:
         size = attrs.get("size_gb")
         region = attrs.get("region")
@@ -243,9 +234,9 @@ def _desired_attributes(
         if price is None:
             price = live.volume_prices.get((res.provider, str(region), None))
         if price is not None and isinstance(size, int):
-            return attrs, price * size
-        return attrs, prior.hourly_price if prior else None
-    return attrs, 0.0
+            return attrs, price * size, None
+        return attrs, prior.hourly_price if prior else None, None
+    return attrs, 0.0, None
 
 
 def _refreshed_before(prior: ResourceState, observed: LiveResource | None) -> dict[str, Any]:
@@ -342,6 +333,7 @@ def plan_changes(
     new_ids: set[Address] = set()  # addresses whose provider id changes in this plan
     finishing_delete: set[Address] = set()  # replaced only because they are already being deleted
     values = PlannedValues(changes, desired, doc, live)
+    selections: dict[Address, Selection] = {}
 
     for address in order:
         if address not in desired:
@@ -349,7 +341,9 @@ def plan_changes(
         res, unknown = resolve_for_plan(desired[address], values)
         key = str(address)
         prior = doc.resources.get(key)
-        after, price_after = _desired_attributes(res, prior, live, opts.reselect)
+        after, price_after, selection = _desired_attributes(res, prior, live, opts.reselect)
+        if selection is not None:
+            selections[address] = selection
         masked_after = mask_sensitive(after, res.sensitive, doc.lineage)
         common = dict(
             address=address,
@@ -502,6 +496,7 @@ def plan_changes(
     changes = {a: explain_unknowns(c, changes) for a, c in changes.items()}
     if targeted is not None:
         changes = _restrict_to_targets(changes, targeted, desired, doc)
+    changes = _with_selections(changes, selections)
     check_creatable(changes, desired, doc, live)
 
     replaced = {a for a, c in changes.items() if c.action is Action.REPLACE}
@@ -558,6 +553,18 @@ def plan_changes(
         orphans=orphans,
         foreign=find_foreign_objects(ordered, doc, live),
     )
+
+
+def _with_selections(changes: dict[Address, Change], selections: Mapping[Address, Selection]) -> dict[Address, Change]:
+    """Creates say which offering was chosen and why, and carry the fallbacks apply may try."""
+    result = dict(changes)
+    for address, selection in selections.items():
+        change = result.get(address)
+        if change is not None and change.action in (Action.CREATE, Action.REPLACE):
+            result[address] = dataclasses.replace(
+                change, reasons=change.reasons + (selection.reason,), candidates=selection.fallbacks
+            )
+    return result
 
 
 def _still_running(key: str, res: ResourceState, live: LiveView) -> bool:

@@ -28,7 +28,9 @@ from reconciler.config.schema import (
 from reconciler.model import Kind, Lifecycle, OfferingRequest
 
 # Sections of a resource entry that do not become attributes.
-_NOT_ATTRIBUTES = frozenset({"provider", "count", "lifecycle", "depends_on", "on_failure", "offering"})
+_NOT_ATTRIBUTES = frozenset(
+    {"provider", "count", "lifecycle", "depends_on", "on_failure", "offering", "fallback"}
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class CanonicalResource:
     sensitive: tuple[str, ...] = ()
     secrets: frozenset[str] = frozenset()
     on_failure: str = "replace"
+    fallback_attempts: int = 1
 
 
 def canonical_resource(kind: Kind, block: ResourceBlock, provider_name: str) -> CanonicalResource:
@@ -119,7 +122,20 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
         sensitive=tuple(sensitive),
         secrets=frozenset(secrets),
         on_failure=block.on_failure,
+        fallback_attempts=_fallback_attempts(block, offering),
     )
+
+
+def _fallback_attempts(block: InstanceBlock, offering: OfferingRequest | None) -> int:
+    if block.fallback is None:
+        return 1
+    if offering is None:
+        raise FieldIssue(
+            ("fallback",),
+            "fallback needs offering requirements: a pinned offering has nothing to fall back to",
+            hint="replace the pin with offering: {gpu_type: ..., num_gpus: ...}, or remove fallback",
+        )
+    return block.fallback.max_attempts
 
 
 def _offering(block: InstanceBlock, pin_field: str, pin: str | None) -> OfferingRequest | None:
@@ -150,12 +166,26 @@ def _offering(block: InstanceBlock, pin_field: str, pin: str | None) -> Offering
             )
         places[place] = outer
     return OfferingRequest(
-        gpu_type=wanted.gpu_type,
+        gpu_type=wanted.gpu_type if not isinstance(wanted.gpu_type, list) else tuple(wanted.gpu_type),
         num_gpus=wanted.num_gpus,
         max_hourly_price=wanted.max_hourly_price,
         region=places["region"],
         cloud=places["cloud"],
+        max_price_per_gpu_hour=wanted.max_price_per_gpu_hour,
+        min_vram_per_gpu_gb=wanted.min_vram_per_gpu_gb,
+        min_vcpus=wanted.min_vcpus,
+        min_memory_gb=wanted.min_memory_gb,
+        regions=_tuple(wanted.regions),
+        clouds=_tuple(wanted.clouds),
+        exclude_regions=_tuple(wanted.exclude_regions),
+        exclude_clouds=_tuple(wanted.exclude_clouds),
+        rental_type=wanted.rental_type,
+        deployment_type=wanted.deployment_type,
     )
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
 
 
 def _envs(

@@ -498,6 +498,7 @@ class _ConfigLoader:
                 on_failure=member.canonical.on_failure,
                 references=tuple(sorted({reference.text for _, reference in member.references})),
                 computed=computed_attributes(member.provider, member.address.kind),
+                fallback_attempts=member.canonical.fallback_attempts,
             )
         return resources, edge_fields
 

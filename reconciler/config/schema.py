@@ -351,15 +351,31 @@ class ThresholdBlock(StrictModel):
 
 
 class OfferingBlock(StrictModel):
-    """Requirements: the planner picks the cheapest available offering that meets them."""
+    """Requirements: the planner ranks the available offerings that meet them, cheapest first."""
 
-    gpu_type: NonEmpty | None = None
+    gpu_type: NonEmpty | list[NonEmpty] | None = Field(default=None, description="one GPU type or a list")
     num_gpus: PositiveInt | None = None
     max_hourly_price: PositiveFloat | None = Field(
         default=None, description="dollars per hour, whole instance"
     )
+    max_price_per_gpu_hour: PositiveFloat | None = Field(default=None, description="dollars per GPU-hour")
+    min_vram_per_gpu_gb: PositiveInt | None = None
+    min_vcpus: PositiveInt | None = None
+    min_memory_gb: PositiveInt | None = None
     region: NonEmpty | None = None
     cloud: NonEmpty | None = None
+    regions: list[NonEmpty] | None = Field(default=None, description="allowed regions")
+    clouds: list[NonEmpty] | None = Field(default=None, description="allowed clouds")
+    exclude_regions: list[NonEmpty] | None = None
+    exclude_clouds: list[NonEmpty] | None = None
+    rental_type: Literal["on_demand", "spot"] | None = None
+    deployment_type: NonEmpty | None = Field(default=None, description="vm, container or baremetal")
+
+
+class FallbackBlock(StrictModel):
+    """On a capacity refusal, apply tries the next offerings of the plan's ranked list."""
+
+    max_attempts: PositiveInt = Field(description="creates tried in all, the plan's choice included")
 
 
 class InstanceBlock(ResourceBlock):
@@ -375,6 +391,9 @@ class InstanceBlock(ResourceBlock):
     envs: Envs = Field(default_factory=dict)
     on_failure: Literal["replace", "keep"] = Field(
         default="replace", description="what to do with an instance in error"
+    )
+    fallback: FallbackBlock | None = Field(
+        default=None, description="capacity failover along the ranked offerings (with offering:)"
     )
 
 

@@ -114,3 +114,25 @@ class ProviderFactory(Protocol):
     def __call__(
         self, settings: ProviderSettings, transport: httpx.AsyncBaseTransport | None = None
     ) -> Provider: ...
+
+
+def _whole(value: Any) -> int | None:
+    try:
+        return None if value is None or isinstance(value, bool) else int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def offering_hardware(
+    configuration: dict[str, Any], deployment_type: Any, boot_seconds: Any
+) -> dict[str, Any]:
+    """The hardware fields both APIs report the same way (`configuration` of an offering)."""
+    interconnect = configuration.get("interconnect")
+    return {
+        "vcpus": _whole(configuration.get("vcpus")),
+        "memory_gb": _whole(configuration.get("memory_in_gb")),
+        "storage_gb": _whole(configuration.get("storage_in_gb")),
+        "interconnect": None if interconnect is None else str(interconnect),
+        "deployment_type": None if deployment_type is None else str(deployment_type),
+        "boot_seconds": _whole(boot_seconds),
+    }

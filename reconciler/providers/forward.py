@@ -36,7 +36,7 @@ import httpx
 from reconciler.errors import NotFoundError, ProviderError
 from reconciler.limits import FORWARD_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
-from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
+from reconciler.providers.base import ProviderSettings, join_name_marker, offering_hardware, split_name_marker
 from reconciler.providers.http import (
     ApiClient,
     ApiErrorBody,
@@ -335,6 +335,8 @@ class ForwardProvider:
         configuration = item.get("configuration") if isinstance(item.get("configuration"), dict) else {}
         config: dict[str, Any] = configuration or {}
         vram = config.get("vram_per_gpu_in_gb")
+        boot_time = item.get("boot_time")
+        boot: dict[str, Any] = boot_time if isinstance(boot_time, dict) else {}
         offering_id = str(item["id"])
         return Offering(
             provider=self.name,
@@ -348,6 +350,8 @@ class ForwardProvider:
             pin={"offering_id": offering_id},
             vram_per_gpu_gb=int(vram) if vram is not None else None,
             instance_type=_text(item.get("instance_type")),
+            rental_type="spot",  # every Forward Compute offering is sold on its spot market
+            **offering_hardware(config, item.get("deployment_type"), boot.get("max_seconds")),
         )
 
 

@@ -34,7 +34,7 @@ import httpx
 from reconciler.errors import NotFoundError, ProviderError
 from reconciler.limits import SHADEFORM_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
-from reconciler.providers.base import ProviderSettings, join_name_marker, split_name_marker
+from reconciler.providers.base import ProviderSettings, join_name_marker, offering_hardware, split_name_marker
 from reconciler.providers.http import (
     ApiClient,
     ApiErrorBody,
@@ -466,6 +466,8 @@ class ShadeformProvider:
         num_gpus = int((configuration or {}).get("num_gpus") or 0)
         vram = (configuration or {}).get("vram_per_gpu_in_gb")
         on_demand_price = _dollars_from_cents(item.get("hourly_price"))
+        boot = item.get("boot_time") if isinstance(item.get("boot_time"), dict) else {}
+        hardware = offering_hardware(configuration or {}, item.get("deployment_type"), (boot or {}).get("max_boot_in_sec"))
         result = []
         for entry in item.get("availability") or []:
             if not isinstance(entry, dict) or not entry.get("region"):
@@ -493,6 +495,8 @@ class ShadeformProvider:
                     pin=pin,
                     vram_per_gpu_gb=int(vram) if vram is not None else None,
                     instance_type=instance_type,
+                    rental_type=rental_type,
+                    **hardware,
                 )
             )
         return result

@@ -1,0 +1,110 @@
+"""Ranking offerings against requirements, and what a plan says about the choice."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from reconciler.model import Address, Kind, Offering, OfferingRequest, Resource
+from reconciler.planfile import plan_to_document, read_plan_file
+from reconciler.planner import LiveView, plan_changes
+from reconciler.selection import rank
+from reconciler.state.model import StateDocument
+
+
+def offer(id: str, price: float, **fields: object) -> Offering:
+    base = Offering(
+        provider="forward",
+        id=id,
+        gpu_type="A100",
+        num_gpus=1,
+        hourly_price=price,
+        region="us-east-1",
+        cloud="crusoe",
+        available=True,
+        pin={"offering_id": id},
+        vram_per_gpu_gb=80,
+        vcpus=12,
+        memory_gb=96,
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+CATALOGUE = [
+    offer("a", 1.16),
+    offer("b", 1.29, region="us-west-1", cloud="lambda"),
+    offer("c", 0.90, available=False),
+    offer("d", 1.50, gpu_type="H100", vram_per_gpu_gb=80),
+    offer("e", 1.10, gpu_type="A100", vram_per_gpu_gb=40),
+    offer("f", 2.40, num_gpus=2, region="eu-1", cloud="nebius"),
+]
+
+
+def ids(request: OfferingRequest) -> list[str]:
+    return [o.id for o in rank(request, CATALOGUE)]
+
+
+def test_unavailable_offerings_are_never_ranked() -> None:
+    assert "c" not in ids(OfferingRequest())
+    assert ids(OfferingRequest()) == ["e", "a", "b", "d", "f"]
+
+
+def test_gpu_type_list_and_minimum_vram() -> None:
+    assert ids(OfferingRequest(gpu_type=("a100", "H100"), min_vram_per_gpu_gb=80)) == ["a", "b", "d", "f"]
+    assert ids(OfferingRequest(gpu_type="H100")) == ["d"]
+
+
+def test_price_per_gpu_hour_counts_every_gpu() -> None:
+    assert ids(OfferingRequest(max_price_per_gpu_hour=1.2)) == ["e", "a", "f"]
+    assert ids(OfferingRequest(max_hourly_price=1.2)) == ["e", "a"]
+
+
+def test_allow_and_exclude_lists_of_regions_and_clouds() -> None:
+    assert ids(OfferingRequest(regions=("us-west-1", "eu-1"))) == ["b", "f"]
+    assert ids(OfferingRequest(exclude_clouds=("crusoe",))) == ["b", "f"]
+    assert ids(OfferingRequest(clouds=("crusoe",), exclude_regions=("us-east-1",))) == []
+
+
+def test_hardware_minimums_exclude_offerings_that_do_not_report_them() -> None:
+    catalogue = [offer("x", 1.0, vcpus=None), offer("y", 2.0, memory_gb=512, vcpus=64)]
+    assert [o.id for o in rank(OfferingRequest(min_vcpus=16), catalogue)] == ["y"]
+    assert [o.id for o in rank(OfferingRequest(min_memory_gb=200), catalogue)] == ["y"]
+
+
+def test_rental_and_deployment_type() -> None:
+    catalogue = [offer("x", 1.0, rental_type="spot"), offer("y", 2.0, deployment_type="vm")]
+    assert [o.id for o in rank(OfferingRequest(rental_type="on_demand"), catalogue)] == ["y"]
+    assert [o.id for o in rank(OfferingRequest(deployment_type="vm"), catalogue)] == ["y"]
+
+
+def trainer(attempts: int = 1) -> Resource:
+    return Resource(
+        Address(Kind.INSTANCE, "trainer"),
+        "forward",
+        {"name": "trainer"},
+        offering=OfferingRequest(gpu_type="A100"),
+        fallback_attempts=attempts,
+    )
+
+
+def test_plan_says_why_and_names_the_next_few() -> None:
+    res = trainer()
+    plan = plan_changes({res.address: res}, StateDocument(), LiveView(offerings={"forward": CATALOGUE}))
+    (change,) = plan.changes
+    reason = change.reasons[-1]
+    assert reason.startswith("cheapest of 4 candidates: forward crusoe us-east-1 A100x1 $1.10/h; next: ")
+    assert "forward lambda us-west-1 A100x1 $1.29/h" in reason
+    assert change.candidates == ()  # without fallback, apply tries nothing else
+
+
+def test_fallback_carries_the_next_candidates_in_order_within_max_attempts(tmp_path: Path) -> None:
+    res = trainer(attempts=3)
+    plan = plan_changes({res.address: res}, StateDocument(), LiveView(offerings={"forward": CATALOGUE}))
+    (change,) = plan.changes
+    assert [c.offering_id for c in change.candidates] == ["a", "b"]
+    assert change.candidates[0].pin == {"offering_id": "a"}
+    saved = tmp_path / "p.json"
+    saved.write_text(json.dumps(plan_to_document(plan, "cfg")))
+    loaded, _ = read_plan_file(saved)
+    assert loaded.changes[0].candidates == change.candidates
