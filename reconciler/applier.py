@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from reconciler.errors import ProviderError, ReconcilerError
+from reconciler.errors import CapacityError, ProviderError, ReconcilerError
+from reconciler.failover import CapacityRefused, NoCapacityError, attempt_of, no_capacity
 from reconciler.model import (
     CREATE_TIMED_OUT,
     Action,
@@ -55,6 +56,8 @@ class ApplyObserver(Protocol):
 
     def waiting(self, change: Change, status: str, seconds: float) -> None: ...
 
+    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None: ...
+
 
 class SilentObserver:
     def step_started(self, change: Change, phase: str) -> None:
@@ -67,6 +70,9 @@ class SilentObserver:
         return None
 
     def waiting(self, change: Change, status: str, seconds: float) -> None:
+        return None
+
+    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None:
         return None
 
 
@@ -84,6 +90,7 @@ class StepOutcome:
     ok: bool
     error: str | None = None
     started: bool = True
+    no_capacity: bool = False
 
 
 class StepNotStarted(Exception):
@@ -95,6 +102,7 @@ class ApplyResult:
     state: StateDocument
     succeeded: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    no_capacity: list[str] = field(default_factory=list)  # failed steps whose every candidate was sold out
     not_started: list[str] = field(default_factory=list)
     interrupted: bool = False
     added: int = 0
@@ -345,6 +353,8 @@ class Applier:
                     continue
                 if outcome.started:
                     result.failed.append((key, outcome.error or "failed"))
+                    if outcome.no_capacity:
+                        result.no_capacity.append(key)
                 else:
                     result.not_started.append(key)
                 block_dependents(key)
@@ -386,7 +396,7 @@ class Applier:
             return StepOutcome(False, started=False)
         except ReconcilerError as exc:
             self.observer.step_failed(step.change, step.phase, str(exc))
-            return StepOutcome(False, str(exc))
+            return StepOutcome(False, str(exc), no_capacity=isinstance(exc, NoCapacityError))
         except Exception as exc:  # noqa: BLE001 - a step failure must never lose state
             message = f"{type(exc).__name__}: {exc}"
             self.observer.step_failed(step.change, step.phase, message)
@@ -415,8 +425,32 @@ class Applier:
         return res.id
 
     async def _create(self, change: Change) -> str:
+        """Create what the plan chose; on a capacity refusal, go down the plan's candidates.
+
+        Only a clean refusal moves on: once an attempt's outcome is unknown its pending
+        record stays for the next run to settle, and nothing else is tried.
+        """
         # What the plan could not know yet (another object's ip) is known now: its step ran first.
         change = self._values.resolve(change)
+        if not change.candidates:
+            try:
+                return await self._create_attempt(change, first=True)
+            except CapacityRefused as refused:
+                raise refused.error from None
+        refusals: list[str] = []
+        for number, candidate in enumerate(change.candidates, start=1):
+            try:
+                return await self._create_attempt(attempt_of(change, candidate), first=number == 1)
+            except CapacityRefused as refused:
+                refusals.append(candidate.label)
+                if number == len(change.candidates) or self.stop.is_set():
+                    break
+                self.observer.capacity_fallback(
+                    change, candidate.label, refused.error.message, change.candidates[number].label, number + 1
+                )
+        raise no_capacity(change, refusals)
+
+    async def _create_attempt(self, change: Change, *, first: bool) -> str:
         kind = change.address.kind
         provider = self.providers[change.provider]
         address = str(change.address)
@@ -424,7 +458,8 @@ class Applier:
         masked = mask_sensitive(change.after or {}, change.sensitive, self.doc.lineage)
         marker = new_marker(self.doc.lineage)
         async with self._slots:
-            self._begin(change, "create")
+            if first:
+                self._begin(change, "create")
             current = self.doc.resources.get(address)
             deposed: DeposedResource | None = None
             if current is not None and change.action is Action.REPLACE:
@@ -450,9 +485,14 @@ class Applier:
             )
             self.doc.pending.append(pending)
             await self.writer.persist()
-            created_id, status, computed, pending = await self._create_once_only(
-                provider, kind, spec, marker, pending, deposed
-            )
+            try:
+                created_id, status, computed, pending = await self._create_once_only(
+                    provider, kind, spec, marker, pending, deposed
+                )
+            except CapacityError as exc:
+                if any(p.marker == marker for p in self.doc.pending):
+                    raise  # an earlier try's outcome is unknown: the next run settles it
+                raise CapacityRefused(exc) from exc
         self.doc.resources[address] = ResourceState(
             provider=change.provider,
             kind=kind.value,

@@ -252,8 +252,8 @@ class Candidate:
 class Change:
     """One line of a plan.
 
-    `candidates` are the next offerings of the plan's ranked list, in order, that apply may
-    try when a create is refused for capacity (`fallback`); apply never tries anything else.
+    `candidates` is the head of the plan's ranked offerings, its choice first, that apply may
+    go down when a create is refused for capacity (`fallback`); it never tries anything else.
     """
 
     address: Address

@@ -562,7 +562,7 @@ def _with_selections(changes: dict[Address, Change], selections: Mapping[Address
         change = result.get(address)
         if change is not None and change.action in (Action.CREATE, Action.REPLACE):
             result[address] = dataclasses.replace(
-                change, reasons=change.reasons + (selection.reason,), candidates=selection.fallbacks
+                change, reasons=change.reasons + selection.reasons, candidates=selection.candidates
             )
     return result
 

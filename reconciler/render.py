@@ -1209,6 +1209,13 @@ class ApplyReporter:
         )
         self._write(self._event("error", message, "apply_errored", hook=hook))
 
+    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None:
+        """A create was refused for capacity; apply tries the plan's next candidate."""
+        total = len(change.candidates)
+        message = f"{_display_address(change)}: no capacity on {refused}; attempt {attempt} of {total}: {next}"
+        hook = self._hook(change, Action.CREATE, refused=refused, error=error, next=next, attempt=attempt)
+        self._write(self._event("warn", message, "apply_fallback", hook=hook))
+
     def summary(
         self,
         added: int,
@@ -1218,13 +1225,17 @@ class ApplyReporter:
         not_started: int,
         *,
         interrupted: bool = False,
+        no_capacity: int = 0,
     ) -> None:
-        """The closing line: `Apply complete!` only when every step succeeded."""
+        """The closing line: `Apply complete!` only when every step succeeded. Creates that
+        found no capacity are counted apart: a sold-out market, not a broken configuration."""
         done = f"{added} added, {changed} changed, {destroyed} destroyed"
         if failed or not_started or interrupted:
             level = "error"
             verb = "interrupted" if interrupted else "failed"
-            message = f"Apply {verb}: {failed} failed, {not_started} not started; succeeded: {done}."
+            errors = failed - no_capacity
+            sold_out = f"{no_capacity} found no capacity, " if no_capacity else ""
+            message = f"Apply {verb}: {sold_out}{errors} failed, {not_started} not started; succeeded: {done}."
         else:
             level = "info"
             message = f"Apply complete! Resources: {done}."
@@ -1234,6 +1245,7 @@ class ApplyReporter:
             "import": 0,
             "remove": destroyed,
             "failed": failed,
+            "no_capacity": no_capacity,
             "not_started": not_started,
             "interrupted": interrupted,
             "operation": "apply",
@@ -1277,6 +1289,9 @@ class ReportingApplyObserver:
     def waiting(self, change: Change, status: str, seconds: float) -> None:
         self.reporter.waiting(change, status, seconds)
 
+    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None:
+        self.reporter.capacity_fallback(change, refused, error, next, attempt)
+
     def summary(self, result: ApplyResult) -> None:
         """The closing line for what apply reached, success or not."""
         self.reporter.summary(
@@ -1286,6 +1301,7 @@ class ReportingApplyObserver:
             len(result.failed),
             len(result.not_started),
             interrupted=result.interrupted,
+            no_capacity=len(result.no_capacity),
         )
 
 

@@ -80,23 +80,24 @@ def candidate(offering: Offering) -> Candidate:
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen offering, why, and the fallbacks apply may try after it (in order)."""
+    """The chosen offering, why, and the ranked candidates apply may try (the choice first);
+    empty when apply may try nothing but the choice."""
 
     chosen: Offering
-    reason: str
-    fallbacks: tuple[Candidate, ...]
+    reasons: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
 
 
 def select(ranked: Sequence[Offering], attempts: int) -> Selection:
-    """The cheapest of a non-empty ranked list; `attempts - 1` fallbacks follow it."""
+    """The cheapest of a non-empty ranked list; with fallback, the first `attempts` of it."""
     chosen, rest = ranked[0], ranked[1:]
     noun = "candidate" if len(ranked) == 1 else "candidates"
-    reason = f"cheapest of {len(ranked)} {noun}: {label(chosen)}"
+    reasons = [f"cheapest of {len(ranked)} {noun}: {label(chosen)}"]
     if rest:
         shown = "; ".join(label(o) for o in rest[:SHOWN_NEXT])
         more = f" and {len(rest) - SHOWN_NEXT} more" if len(rest) > SHOWN_NEXT else ""
-        reason += f"; next: {shown}{more}"
-    fallbacks = tuple(candidate(o) for o in rest[: max(0, attempts - 1)])
-    if fallbacks:
-        reason += f"; on no capacity apply tries up to {len(fallbacks)} next"
-    return Selection(chosen=chosen, reason=reason, fallbacks=fallbacks)
+        reasons.append(f"next: {shown}{more}")
+    candidates = tuple(candidate(o) for o in ranked[:attempts]) if attempts > 1 and rest else ()
+    if candidates:
+        reasons.append(f"on no capacity, apply tries the next {len(candidates) - 1} in this order")
+    return Selection(chosen=chosen, reasons=tuple(reasons), candidates=candidates)

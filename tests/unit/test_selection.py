@@ -92,9 +92,11 @@ def test_plan_says_why_and_names_the_next_few() -> None:
     res = trainer()
     plan = plan_changes({res.address: res}, StateDocument(), LiveView(offerings={"forward": CATALOGUE}))
     (change,) = plan.changes
-    reason = change.reasons[-1]
-    assert reason.startswith("cheapest of 4 candidates: forward crusoe us-east-1 A100x1 $1.10/h; next: ")
-    assert "forward lambda us-west-1 A100x1 $1.29/h" in reason
+    assert change.reasons[0] == "cheapest of 4 candidates: forward crusoe us-east-1 A100x1 $1.10/h"
+    assert change.reasons[1] == (
+        "next: forward crusoe us-east-1 A100x1 $1.16/h; forward lambda us-west-1 A100x1 $1.29/h; "
+        "forward nebius eu-1 A100x2 $2.40/h"
+    )
     assert change.candidates == ()  # without fallback, apply tries nothing else
 
 
@@ -102,8 +104,9 @@ def test_fallback_carries_the_next_candidates_in_order_within_max_attempts(tmp_p
     res = trainer(attempts=3)
     plan = plan_changes({res.address: res}, StateDocument(), LiveView(offerings={"forward": CATALOGUE}))
     (change,) = plan.changes
-    assert [c.offering_id for c in change.candidates] == ["a", "b"]
-    assert change.candidates[0].pin == {"offering_id": "a"}
+    assert [c.offering_id for c in change.candidates] == ["e", "a", "b"]
+    assert change.candidates[1].pin == {"offering_id": "a"}
+    assert change.reasons[-1] == "on no capacity, apply tries the next 2 in this order"
     saved = tmp_path / "p.json"
     saved.write_text(json.dumps(plan_to_document(plan, "cfg")))
     loaded, _ = read_plan_file(saved)
