@@ -1,0 +1,140 @@
+"""Choosing GPUs through the installed command: requirements ranked into a pinned choice, the
+plan saying why, and capacity failover down the plan's ranked list during apply."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lifecycle_support import Project, live_names, run_cli
+
+pytest_plugins = ["lifecycle_support"]
+
+SOLD_OUT = "forward.instances.create=capacity"
+
+
+def trainer_config(*, attempts: int | None = 3, max_price: float = 4.0) -> str:
+    text = f"""
+providers:
+  forward: {{endpoint: embedded}}
+instances:
+  - name: trainer
+    provider: forward
+    offering:
+      gpu_type: [A100, H100]
+      num_gpus: 1
+      min_vram_per_gpu_gb: 40
+      max_hourly_price: {max_price}
+      exclude_regions: [eu-north-1]
+"""
+    if attempts is not None:
+        text += f"    fallback: {{max_attempts: {attempts}}}\n"
+    return text
+
+
+def ranked(project: Project, plan_file: str = "plan.bin") -> list[dict[str, object]]:
+    saved = json.loads((project.root / plan_file).read_text(encoding="utf-8"))
+    (change,) = [c for c in saved["changes"] if c["address"] == "instances.trainer"]
+    candidates: list[dict[str, object]] = change["candidates"]
+    return candidates
+
+
+def test_requirements_choose_the_cheapest_say_why_and_stay_pinned(tmp_path: Path) -> None:
+    project = Project.create(tmp_path, config=trainer_config(attempts=None))
+    # Run from another directory with a relative -f, as a CI job would.
+    plan = run_cli(["plan", "-f", "stack/main.yaml"], tmp_path)
+    assert "# (cheapest of " in plan.stdout
+    assert "# (next: forward " in plan.stdout
+    assert "on no capacity" not in plan.stdout  # no fallback: apply tries nothing else
+
+    project.run("apply", "--auto-approve")
+    held = project.state()["resources"]["instances.trainer"]
+    assert f"forward {held['attributes']['offering_id']}" not in plan.stdout  # labels are for people
+    assert f"${held['hourly_price']:.2f}/h" in plan.stdout.split("cheapest of", 1)[1].splitlines()[0]
+    assert project.run("plan", "--detailed-exitcode").returncode == 0
+
+    # --reselect chooses again; on an unchanged market it chooses the same offering.
+    reselected = project.run("plan", "--reselect", "--detailed-exitcode")
+    assert reselected.returncode == 0, reselected.describe()
+
+
+def test_failover_skips_the_first_two_sold_out_candidates(project: Project) -> None:
+    project.write(trainer_config(attempts=3))
+    project.run("plan", "-out", "plan.bin")
+    candidates = ranked(project)
+    assert len(candidates) == 3
+
+    applied = project.run("apply", "plan.bin", env={"RECONCILER_EMULATOR_FAULTS": f"{SOLD_OUT}@times=2"})
+    assert f"no capacity on {candidates[0]['label']}; attempt 2 of 3: {candidates[1]['label']}" in applied.stdout
+    assert f"no capacity on {candidates[1]['label']}; attempt 3 of 3: {candidates[2]['label']}" in applied.stdout
+    assert "Apply complete! Resources: 1 added" in applied.stdout
+
+    held = project.state()["resources"]["instances.trainer"]
+    assert held["attributes"]["offering_id"] == candidates[2]["offering_id"]
+    assert held["attributes"]["offering"]["selected"] == candidates[2]["offering_id"]
+    assert held["hourly_price"] == candidates[2]["hourly_price"]
+    assert project.state()["pending"] == []
+    assert live_names(project.live()) == ["trainer"]
+    # The landed choice is pinned: nothing to do on the next plan.
+    assert project.run("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_no_capacity_in_any_candidate_is_reported_apart_and_creates_nothing(project: Project) -> None:
+    project.write(trainer_config(attempts=2))
+    project.run("plan", "-out", "plan.bin")
+    candidates = ranked(project)
+
+    failed = project.run("apply", "plan.bin", "--json", expect=1, env={"RECONCILER_EMULATOR_FAULTS": SOLD_OUT})
+    events = [json.loads(line) for line in failed.stdout.splitlines() if line.startswith("{")]
+    fallbacks = [e for e in events if e["type"] == "apply_fallback"]
+    assert [(e["hook"]["refused"], e["hook"]["next"], e["hook"]["attempt"]) for e in fallbacks] == [
+        (candidates[0]["label"], candidates[1]["label"], 2)
+    ]
+    (summary,) = [e for e in events if e["type"] == "change_summary"]
+    assert summary["changes"]["no_capacity"] == 1
+    assert "1 found no capacity, 0 failed" in summary["@message"]
+    (errored,) = [e for e in events if e["type"] == "apply_errored"]
+    expected = "; ".join(str(c["label"]) for c in candidates)
+    assert f"instances.trainer: no capacity in 2 candidates: {expected}" in errored["hook"]["error"]
+
+    assert project.live() == []
+    assert project.state()["resources"] == {}
+    assert project.state()["pending"] == []
+
+
+def test_a_saved_plan_fails_over_only_inside_its_own_list(project: Project) -> None:
+    project.write(trainer_config(attempts=2))
+    project.run("plan", "-out", "plan.bin")
+    candidates = ranked(project)
+    # The configuration now allows more attempts; the saved plan still carries two.
+    project.write(trainer_config(attempts=6))
+
+    failed = project.run("apply", "plan.bin", expect=1, env={"RECONCILER_EMULATOR_FAULTS": SOLD_OUT})
+    assert "no capacity in 2 candidates" in failed.output
+    assert project.live() == []
+
+    # A new plan; one refusal, and the create lands on that plan's second candidate.
+    project.run("plan", "-out", "again.bin")
+    again = ranked(project, "again.bin")
+    project.run("apply", "again.bin", env={"RECONCILER_EMULATOR_FAULTS": f"{SOLD_OUT}@times=1"})
+    landed = project.state()["resources"]["instances.trainer"]["attributes"]["offering_id"]
+    assert landed == again[1]["offering_id"]
+    assert len(again) == 6 and again[:2] == candidates  # the new plan carries the new limit
+
+
+def test_fallback_without_requirements_is_refused_before_any_call(project: Project) -> None:
+    project.write(
+        """
+providers:
+  forward: {endpoint: embedded}
+instances:
+  - name: trainer
+    provider: forward
+    offering_id: spot_coff_x
+    fallback: {max_attempts: 2}
+"""
+    )
+    refused = project.run("plan", expect=1)
+    assert "main.yaml:8" in refused.output
+    assert "fallback needs offering requirements" in refused.output
+    assert not project.state_path.exists()
