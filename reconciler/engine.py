@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
+from reconciler.budget import check_budget
 from reconciler.config import Config
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
@@ -445,7 +446,7 @@ async def make_plan(
             updatable={(p, k): providers[p].updatable(k) for p in providers for k in Kind},
         )
         settled = ()
-    plan = plan_changes(config.resources, doc, live, options)
+    plan = check_budget(plan_changes(config.resources, doc, live, options), config.policy)
     planned_outputs = plan_outputs(config.outputs, plan.changes, config.resources, doc, live, options.destroy)
     plan = replace(plan, outputs=planned_outputs)
     if settled:

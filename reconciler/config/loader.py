@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.budget import BudgetPolicy
 from reconciler.config.attributes import CanonicalResource, canonical_resource, sensitive_attribute_path
 from reconciler.config.diagnostics import (
     FieldIssue,
@@ -41,6 +42,7 @@ from reconciler.config.schema import (
     BackendBlock,
     EmulatorBlock,
     OutputBlock,
+    PolicyBlock,
     ProviderBlock,
     ResourceBlock,
     foreign_fields,
@@ -63,8 +65,8 @@ from reconciler.workspace import (
 )
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
-_MAP_SECTIONS = ("providers", "variables", "backend", "emulator", "outputs")
-_KEYED_SECTIONS = ("backend", "emulator")
+_MAP_SECTIONS = ("providers", "variables", "backend", "emulator", "outputs", "policy")
+_KEYED_SECTIONS = ("backend", "emulator", "policy")
 _BlockT = TypeVar("_BlockT", bound=BaseModel)  # one block of settings, merged key by key across files
 _REFERENCE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+)\])?$")
 
@@ -106,6 +108,7 @@ class Config:
     outputs: dict[str, Output] = field(default_factory=dict)
     private_keys: dict[Address, str] = field(default_factory=dict)  # ssh key -> local private key path
     identity: ConfigIdentity | None = None  # None only for a Config built by hand
+    policy: BudgetPolicy | None = None
 
 
 def load_config(
@@ -211,6 +214,7 @@ class _ConfigLoader:
         providers = self._providers(resources, interpolator)
         backend = self._backend(interpolator)
         emulator = self._emulator(interpolator)
+        policy = self._policy(interpolator)
         return Config(
             name=name,
             root=resolved if identity.is_directory else resolved.parent,
@@ -219,6 +223,7 @@ class _ConfigLoader:
             providers=providers,
             backend=backend,
             emulator=emulator,
+            policy=policy,
             marks={member.address: member.origin.mark() for member in members},
             secrets=frozenset(self.secrets),
             outputs=outputs,
@@ -865,6 +870,13 @@ class _ConfigLoader:
                 problem = FieldIssue(("faults",), str(exc))
                 raise origin_of(problem).error(problem) from None
         return block.model_dump(exclude_none=True)
+
+    def _policy(self, interpolator: Interpolator) -> BudgetPolicy | None:
+        parsed = self._settings_block("policy", PolicyBlock, interpolator)
+        if parsed is None:
+            return None
+        block = parsed[0]
+        return BudgetPolicy(max_hourly_spend=block.max_hourly_spend, max_monthly_spend=block.max_monthly_spend)
 
     def _backend(self, interpolator: Interpolator) -> BackendSettings | None:
         parsed = self._settings_block("backend", BackendBlock, interpolator)

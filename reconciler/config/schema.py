@@ -224,6 +224,13 @@ class BackendBlock(StrictModel):
     stack: NonEmpty | None = Field(default=None, description="postgres: state key; default: the config name")
 
 
+class PolicyBlock(StrictModel):
+    """Budgets a plan must stay inside (dollars, running cost of everything it leaves)."""
+
+    max_hourly_spend: PositiveFloat | None = Field(default=None, description="dollars per hour in total")
+    max_monthly_spend: PositiveFloat | None = Field(default=None, description="dollars per month in total")
+
+
 class EmulatorBlock(StrictModel):
     """How the built-in emulator behaves for `endpoint: embedded` (RECONCILER_EMULATOR_* override)."""
 
@@ -447,6 +454,7 @@ class ConfigDocument(StrictModel):
     )
     backend: BackendBlock | None = None
     emulator: EmulatorBlock | None = None
+    policy: PolicyBlock | None = None
     ssh_keys: list[SshKeyEntry] = Field(default_factory=list)
     volumes: list[VolumeEntry] = Field(default_factory=list)
     instances: list[InstanceEntry] = Field(default_factory=list)

@@ -138,3 +138,23 @@ instances:
     assert "main.yaml:8" in refused.output
     assert "fallback needs offering requirements" in refused.output
     assert not project.state_path.exists()
+
+
+def test_a_budget_fails_the_plan_and_bounds_failover(project: Project, tmp_path: Path) -> None:
+    project.write(trainer_config(attempts=3) + "policy: {max_hourly_spend: 1.0}\n")
+    refused = run_cli(["plan", "-f", str(project.root / "main.yaml")], tmp_path, expect=1)
+    assert "above policy.max_hourly_spend $1.00/h; largest: instances.trainer $1." in refused.output
+    assert not project.state_path.exists()
+    assert project.ledger() == []
+
+    # Room for the choice and a candidate a few cents dearer, not for the rest.
+    project.write(trainer_config(attempts=6) + "policy: {max_monthly_spend: 900}\n")
+    planned = project.run("plan", "-out", "plan.bin")
+    assert "fallback candidates left out to stay inside the budget" in planned.output
+    candidates = ranked(project)
+    assert 1 < len(candidates) < 6
+    assert max(float(str(c["hourly_price"])) for c in candidates) <= 900 / 730
+
+    failed = project.run("apply", "plan.bin", expect=1, env={"RECONCILER_EMULATOR_FAULTS": SOLD_OUT})
+    assert f"no capacity in {len(candidates)} candidates" in failed.output
+    assert project.live() == []

@@ -568,6 +568,7 @@ def test_schema_lists_every_top_level_key_and_provider() -> None:
         "variables",
         "backend",
         "emulator",
+        "policy",
         "ssh_keys",
         "volumes",
         "instances",
