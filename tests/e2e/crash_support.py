@@ -683,3 +683,47 @@ def run_in_lanes(
     for thread in threads:
         thread.join()
     return failures
+
+
+# ----------------------------------------------------------------------------- failover
+
+
+FAILOVER_ATTEMPTS = 3
+
+
+class FailoverStack(Stack):
+    """One Forward instance chosen by requirements, failing over along three candidates."""
+
+    def write_config(self, variant: Variant) -> None:
+        lag = self.emulator.list_lag_seconds
+        forward = _provider_block("forward", f"{self.emulator.url}/forward/v1", self.api_key, variant, lag)
+        (self.root / "main.yaml").write_text(
+            f"""\
+providers:
+{forward}
+
+instances:
+  - name: trainer
+    provider: forward
+    offering: {{gpu_type: A100, num_gpus: 1, max_hourly_price: 2.0}}
+    fallback: {{max_attempts: {FAILOVER_ATTEMPTS}}}
+"""
+        )
+
+
+def audit_failover(stack: Stack, *, expect_live: bool) -> Audit:
+    """At most one live instance, the one state tracks; nothing pending; totals recorded."""
+    state = stack.state()
+    live = [e for e in stack.ledger() if e["kind"] == "instances" and e["status"] not in ("deleted", "deleting")]
+    tracked = {res["id"] for res in state.get("resources", {}).values()}
+    orphans = [f"{e['id']} ({e['name']}, {e['status']}) is live but not in state" for e in live if e["id"] not in tracked]
+    duplicates = [f"{len(live)} live instances for instances.trainer"] if len(live) > 1 else []
+    problems = [f"state still has pending operations: {state['pending']}"] if state.get("pending") else []
+    if expect_live and len(live) != 1:
+        problems.append(f"{len(live)} live instances, expected 1")
+    if not expect_live and (live or tracked):
+        problems.append(f"after destroy: {len(live)} live, state tracks {sorted(tracked)}")
+    TOTALS.audits += 1
+    TOTALS.orphans += len(orphans)
+    TOTALS.duplicates += len(duplicates)
+    return Audit(orphans, duplicates, problems)

@@ -22,13 +22,16 @@ from pathlib import Path
 import pytest
 from crash_support import (
     CONSISTENCY_MARGIN_SECONDS,
+    FAILOVER_ATTEMPTS,
     REPLACED_BY_REPLACING,
     REPLACING,
     STACK_SIZE,
     TOTALS,
     EmulatorServer,
+    FailoverStack,
     Stack,
     assert_clean,
+    audit_failover,
     kill_at_write,
     run_in_lanes,
     wait_until,
@@ -315,3 +318,39 @@ def test_a_create_queued_behind_a_hung_call_is_adopted_not_repeated(
         assert_clean(stack, expect_live=True)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.transcript()}") from None
+
+
+@pytest.fixture(scope="module")
+def market_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+    """An emulator of its own: capacity faults are global to one emulator."""
+    emulator = EmulatorServer(tmp_path_factory.mktemp("market-emulator")).start()
+    yield emulator
+    emulator.stop()
+
+
+# The first two creates find no capacity, the third lands: writes 1 and 2 are refused
+# attempts, write 3 the one that creates.
+FAILOVER_KILLS = [KillPoint(1, "before"), KillPoint(2, "before"), KillPoint(3, "before"), KillPoint(3, "after")]
+
+
+@pytest.mark.parametrize("point", FAILOVER_KILLS, ids=str)
+def test_kill_during_capacity_failover(market_emulator: EmulatorServer, tmp_path: Path, point: KillPoint) -> None:
+    """Killed between failover attempts (a refused attempt's record, the next one's send) and
+    as the last attempt lands: the next runs converge to one instance, nothing orphaned."""
+    market_emulator.set_faults(f"forward.instances.create=capacity@times={FAILOVER_ATTEMPTS - 1}")
+    stack = FailoverStack(tmp_path, market_emulator, f"failover-{point.write}-{point.phase}")
+    try:
+        killed = kill_at_write(stack, "apply", point.write, point.phase, "failover")
+        # Past the first write, the kill came in the middle of failing over.
+        assert killed.stdout.count("no capacity on") == point.write - 1, killed.describe()
+        stack.check_state_after_kill()
+        stack.converge("apply")
+        audit = audit_failover(stack, expect_live=True)
+        assert not (audit.orphans or audit.duplicates or audit.problems), audit.describe()
+        stack.converge("destroy")
+        audit = audit_failover(stack, expect_live=False)
+        assert not (audit.orphans or audit.duplicates or audit.problems), audit.describe()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.transcript()}") from None
+    finally:
+        market_emulator.set_faults("")
