@@ -26,13 +26,13 @@ from reconciler.config import Config, config_json_schema, load_config
 from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
 from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.graph import DependencyGraph
-from reconciler.model import Address, Plan
+from reconciler.model import Address, OfferingRequest, Plan
+from reconciler.offering_search import offering_json, offerings_table, search
 from reconciler.outputs import sensitive_value
 from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 from reconciler.planner import PlanOptions
 from reconciler.redaction import ScrubbedStream, Scrubber
 from reconciler.render import (
-    format_hourly,
     make_apply_observer,
     plan_events,
     plan_summary_markdown,
@@ -116,6 +116,10 @@ class Location:
                 raise
             self.session.scrubber.add(*self._config.secrets)
         return self._config
+
+    def has_config(self) -> bool:
+        """False for a directory without any YAML file (a command that can run without one)."""
+        return not (self.path.is_dir() and not any(p.suffix in (".yaml", ".yml") for p in self.path.iterdir()))
 
     @property
     def backend(self) -> StateBackend:
@@ -655,39 +659,47 @@ def import_(loc: Location, address: str, id: str) -> None:
 @cli.command()
 @location_options
 @click.option("--provider", "providers", multiple=True, help="Only this provider (repeatable).")
-@click.option("--gpu", "gpu_type", default=None, help="GPU type, e.g. H100.")
+@click.option("--gpu", "gpu_types", multiple=True, help="GPU type, e.g. H100 (repeatable: any of them).")
 @click.option("--num-gpus", type=int, default=None)
+@click.option("--min-vram", type=int, default=None, help="Least GB of memory per GPU.")
+@click.option("--min-vcpus", type=int, default=None)
+@click.option("--min-memory", type=int, default=None, help="Least GB of RAM.")
 @click.option("--max-price", type=float, default=None, help="Highest $/h for the whole instance.")
-@click.option("--region", default=None)
+@click.option("--max-price-per-gpu", type=float, default=None, help="Highest $/h per GPU.")
+@click.option("--region", "regions", multiple=True, help="Only this region (repeatable).")
+@click.option("--cloud", "clouds", multiple=True, help="Only this cloud (repeatable).")
+@click.option("--exclude-region", "exclude_regions", multiple=True)
+@click.option("--exclude-cloud", "exclude_clouds", multiple=True)
+@click.option("--rental-type", type=click.Choice(["on_demand", "spot"]), default=None)
+@click.option("--deployment-type", default=None, help="vm, container or baremetal.")
 @click.option("--available", is_flag=True, help="Only offerings with capacity now.")
 @click.option("--json", "as_json", is_flag=True)
-def offerings(loc: Location, providers: tuple[str, ...], gpu_type: str | None, num_gpus: int | None,
-              max_price: float | None, region: str | None, available: bool, as_json: bool) -> None:
-    """Instance types and offerings of every provider, cheapest first, with $/h and $/GPU-h."""
-    found = _run(engine.list_offerings(loc.config, loc.sandbox, set(providers)))
-    rows = [
-        o for o in found
-        if (gpu_type is None or o.gpu_type.lower() == gpu_type.lower())
-        and (num_gpus is None or o.num_gpus == num_gpus)
-        and (max_price is None or o.hourly_price <= max_price)
-        and (region is None or o.region == region)
-        and (not available or o.available)
-    ]
-    rows.sort(key=lambda o: (o.hourly_price, o.provider, o.id))
+def offerings(loc: Location, providers: tuple[str, ...], available: bool, as_json: bool, **wanted: Any) -> None:
+    """What every provider sells, cheapest first, filtered by the keys of an instance's
+    `offering:` block. Runs without a configuration too (the built-in emulator by default)."""
+    request = OfferingRequest(
+        gpu_type=tuple(wanted["gpu_types"]) or None,
+        num_gpus=wanted["num_gpus"],
+        min_vram_per_gpu_gb=wanted["min_vram"],
+        min_vcpus=wanted["min_vcpus"],
+        min_memory_gb=wanted["min_memory"],
+        max_hourly_price=wanted["max_price"],
+        max_price_per_gpu_hour=wanted["max_price_per_gpu"],
+        regions=tuple(wanted["regions"]) or None,
+        clouds=tuple(wanted["clouds"]) or None,
+        exclude_regions=tuple(wanted["exclude_regions"]) or None,
+        exclude_clouds=tuple(wanted["exclude_clouds"]) or None,
+        rental_type=wanted["rental_type"],
+        deployment_type=wanted["deployment_type"],
+    )
+    configured = loc.has_config()
+    found = _run(engine.list_offerings(
+        loc.config if configured else None, loc.sandbox if configured else None, set(providers)))
+    rows = search(found, request, available)
     if as_json:
-        click.echo(json.dumps([
-            {"provider": o.provider, "id": o.id, "cloud": o.cloud, "region": o.region, "gpu_type": o.gpu_type,
-             "num_gpus": o.num_gpus, "hourly_price": o.hourly_price, "price_per_gpu_hour": o.price_per_gpu_hour,
-             "available": o.available, "pin": o.pin} for o in rows], indent=2))
+        click.echo(json.dumps([offering_json(o) for o in rows], indent=2))
         return
-    table = Table(title=f"{len(rows)} offerings")
-    for column in ("provider", "cloud", "region", "gpu", "gpus", "$/h", "$/GPU-h", "available", "pin"):
-        table.add_column(column, justify="right" if column in ("gpus", "$/h", "$/GPU-h") else "left")
-    for o in rows:
-        pin = " ".join(f"{k}={v}" for k, v in o.pin.items())
-        table.add_row(o.provider, o.cloud, o.region, o.gpu_type, str(o.num_gpus), format_hourly(o.hourly_price),
-                      format_hourly(o.price_per_gpu_hour), "yes" if o.available else "no", pin)
-    loc.session.console().print(table)
+    loc.session.console().print(offerings_table(rows))
 
 
 # ----------------------------------------------------------------------------- locks and state

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -579,10 +580,19 @@ def replace_damaged_state(backend: StateBackend, doc: StateDocument, damaged: Da
     backend.write(doc.model_copy(update={"serial": max(doc.serial, floor)}), force=True)
 
 
-async def list_offerings(config: Config, sandbox: Path, only: set[str]) -> list[Offering]:
-    """Every provider's offerings (the configured ones, or both with default settings)."""
-    names = sorted(only or set(config.providers) or {"shadeform", "forward"})
-    settings = {name: config.providers.get(name) or ProviderSettings(name=name) for name in names}
-    async with open_providers(settings, sandbox, emulator=config.emulator) as providers:
-        found = await asyncio.gather(*(p.offerings() for p in providers.values()))
+async def list_offerings(config: Config | None, sandbox: Path | None, only: set[str]) -> list[Offering]:
+    """Every provider's offerings (the configured ones, or both with default settings).
+
+    Without a configuration both providers are asked with their defaults (the embedded
+    emulator unless an API key says otherwise), on a throwaway sandbox.
+    """
+    configured = config.providers if config is not None else {}
+    names = sorted(only or set(configured) or {"shadeform", "forward"})
+    settings = {name: configured.get(name) or ProviderSettings(name=name) for name in names}
+    emulator = config.emulator if config is not None else None
+    with contextlib.ExitStack() as stack:
+        if sandbox is None:
+            sandbox = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "offerings.sandbox.json"
+        async with open_providers(settings, sandbox, emulator=emulator) as providers:
+            found = await asyncio.gather(*(p.offerings() for p in providers.values()))
     return [o for group in found for o in group]

@@ -158,3 +158,22 @@ def test_a_budget_fails_the_plan_and_bounds_failover(project: Project, tmp_path:
     failed = project.run("apply", "plan.bin", expect=1, env={"RECONCILER_EMULATOR_FAULTS": SOLD_OUT})
     assert f"no capacity in {len(candidates)} candidates" in failed.output
     assert project.live() == []
+
+
+def test_offerings_without_a_configuration_filter_by_requirement_keys(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    args = ["offerings", "--gpu", "H100", "--gpu", "A100", "--min-vram", "80", "--min-vcpus", "16"]
+    args += ["--exclude-cloud", "crusoe", "--max-price-per-gpu", "3", "--available", "--json"]
+    found = json.loads(run_cli(args, empty).stdout)
+    assert {o["provider"] for o in found} == {"shadeform", "forward"}
+    for o in found:
+        assert o["gpu_type"] in ("H100", "A100") and o["vram_per_gpu_gb"] >= 80 and o["vcpus"] >= 16
+        assert o["cloud"] != "crusoe" and o["price_per_gpu_hour"] <= 3 and o["available"]
+        assert o["memory_gb"] and o["storage_gb"] and o["interconnect"] and o["boot_seconds"]
+    assert [o["hourly_price"] for o in found] == sorted(o["hourly_price"] for o in found)
+    assert list(empty.iterdir()) == []  # nothing written where it ran
+
+    table = run_cli(["offerings", "--gpu", "H100", "--num-gpus", "8", "--rental-type", "on_demand"], empty).stdout
+    assert "vCPUs" in table and "interconnect" in table and "boot" in table
+    assert "spot" not in table
