@@ -189,10 +189,30 @@ def resolve_pending(
     return PendingResolution(new, tuple(notes), tuple(unresolved))
 
 
-def _select_offering(res: Resource, request: OfferingRequest, offerings: Sequence[Offering] | None) -> Selection:
+def _reclaimed(prior: ResourceState | None, live: LiveView) -> str | None:
+    """The reason to show when the provider took a spot instance back (None otherwise)."""
+    if prior is None or prior.kind != Kind.INSTANCE.value:
+        return None
+    observed = live.lookup(prior.provider, Kind.INSTANCE, prior.id)
+    if observed is None or observed.status not in GONE_STATUSES:
+        return None
+    details = (observed.status_details or "").lower()
+    if "preempt" not in details and "reclaim" not in details:
+        return None
+    return f"reclaimed by the provider ({observed.status_details}); created again"
+
+
+def _selected_offering(prior: ResourceState | None) -> str | None:
+    request = prior.attributes.get(OFFERING_KEY) if prior is not None else None
+    return str(request.get("selected")) if isinstance(request, dict) and request.get("selected") else None
+
+
+def _select_offering(
+    res: Resource, request: OfferingRequest, offerings: Sequence[Offering] | None, exclude: str | None = None
+) -> Selection:
     if offerings is None:
         raise PlanError(f"{res.address}: offerings of {res.provider} were not fetched; cannot pick an offering")
-    ranked = rank(request, offerings)
+    ranked = [o for o in rank(request, offerings) if o.id != exclude]
     if not ranked:
         wanted = ", ".join(f"{k}={v}" for k, v in request.to_dict().items())
         raise PlanError(
@@ -203,7 +223,7 @@ def _select_offering(res: Resource, request: OfferingRequest, offerings: Sequenc
 
 
 def _desired_attributes(
-    res: Resource, prior: ResourceState | None, live: LiveView, reselect: bool
+    res: Resource, prior: ResourceState | None, live: LiveView, reselect: bool, exclude: str | None = None
 ) -> tuple[dict[str, Any], float | None, Selection | None]:
     """Attributes to create with (offering pinned), the hourly price where known, and the
     selection made now (None when the pin comes from state or the configuration)."""
@@ -218,7 +238,7 @@ def _desired_attributes(
             attrs.update({k: prior.attributes[k] for k in pin_keys})
             attrs[OFFERING_KEY] = {**request, "selected": selected}
             return attrs, prior.hourly_price, None
-        selection = _select_offering(res, res.offering, offerings)
+        selection = _select_offering(res, res.offering, offerings, exclude)
         attrs.update(selection.chosen.pin)
         attrs[OFFERING_KEY] = {**request, "selected": selection.chosen.id}
         return attrs, selection.chosen.hourly_price, selection
@@ -341,7 +361,12 @@ def plan_changes(
         res, unknown = resolve_for_plan(desired[address], values)
         key = str(address)
         prior = doc.resources.get(key)
-        after, price_after, selection = _desired_attributes(res, prior, live, opts.reselect)
+        reclaimed = _reclaimed(prior, live)
+        # A reclaimed spot instance with fallback moves on: its offering's capacity just went.
+        move_on = reclaimed is not None and res.fallback_attempts > 1
+        after, price_after, selection = _desired_attributes(
+            res, prior, live, opts.reselect or move_on, exclude=_selected_offering(prior) if move_on else None
+        )
         if selection is not None:
             selections[address] = selection
         masked_after = mask_sensitive(after, res.sensitive, doc.lineage)
@@ -381,7 +406,7 @@ def plan_changes(
             changes[address] = Change(
                 action=Action.REPLACE,
                 before=prior.attributes,
-                reasons=("being deleted; the delete is finished, then a new one is created",),
+                reasons=(reclaimed or "being deleted; the delete is finished, then a new one is created",),
                 id=prior.id,
                 hourly_before=prior.hourly_price or 0.0,
                 marker=prior.marker,
@@ -394,7 +419,7 @@ def plan_changes(
             changes[address] = Change(
                 action=Action.CREATE,
                 before=None,
-                reasons=("deleted outside reconciler",),
+                reasons=(reclaimed or "deleted outside reconciler",),
                 **common,  # type: ignore[arg-type]
             )
             new_ids.add(address)
@@ -641,14 +666,15 @@ def providers_needing_offerings(
     """Which providers' instance offerings and volume prices a plan needs.
 
     In-sync resources reuse the price and pin recorded in state, so a plan of an
-    unchanged configuration fetches no catalogue at all.
+    unchanged configuration fetches no catalogue at all, unless an instance may fail over
+    (a reclaimed spot instance with `fallback` is placed on the next candidate).
     """
     instance_providers: set[str] = set()
     volume_providers: set[str] = set()
     for address, res in resources.items():
         prior = doc.resources.get(str(address))
         if address.kind is Kind.INSTANCE:
-            if prior is None or reselect or prior.hourly_price is None:
+            if prior is None or reselect or prior.hourly_price is None or res.fallback_attempts > 1:
                 instance_providers.add(res.provider)
             elif res.offering is not None:
                 prior_request = dict(prior.attributes.get(OFFERING_KEY) or {})

@@ -6,11 +6,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from reconciler.model import Address, Kind, Offering, OfferingRequest, Resource
+from reconciler.model import Action, Address, Kind, LiveResource, Offering, OfferingRequest, Resource, Status
 from reconciler.planfile import plan_to_document, read_plan_file
 from reconciler.planner import LiveView, plan_changes
 from reconciler.selection import rank
-from reconciler.state.model import StateDocument
+from reconciler.state.model import ResourceState, StateDocument
 
 
 def offer(id: str, price: float, **fields: object) -> Offering:
@@ -111,3 +111,41 @@ def test_fallback_carries_the_next_candidates_in_order_within_max_attempts(tmp_p
     saved.write_text(json.dumps(plan_to_document(plan, "cfg")))
     loaded, _ = read_plan_file(saved)
     assert loaded.changes[0].candidates == change.candidates
+
+
+def reclaimed_world(res: Resource, status_details: str) -> tuple[StateDocument, LiveView]:
+    first = plan_changes({res.address: res}, StateDocument(), LiveView(offerings={"forward": CATALOGUE}))
+    (change,) = first.changes
+    doc = StateDocument()
+    doc.resources[str(res.address)] = ResourceState(
+        provider="forward", kind="instances", id="i-1", attributes=change.after or {}, hourly_price=1.10
+    )
+    gone = LiveResource("forward", Kind.INSTANCE, "i-1", "trainer", Status.DELETING, status_details=status_details)
+    live = LiveView(resources={("forward", Kind.INSTANCE): {"i-1": gone}}, offerings={"forward": CATALOGUE})
+    return doc, live
+
+
+def test_a_reclaimed_spot_instance_is_created_again_on_its_pinned_offering() -> None:
+    res = trainer()
+    doc, live = reclaimed_world(res, "preempted: the provider reclaimed the spot capacity")
+    (change,) = plan_changes({res.address: res}, doc, live).changes
+    assert change.action is Action.REPLACE  # the delete the provider started is finished first
+    assert change.reasons[0].startswith("reclaimed by the provider (preempted")
+    assert change.after is not None and change.after["offering_id"] == "e"
+
+
+def test_a_reclaimed_instance_with_fallback_moves_to_the_next_candidate() -> None:
+    res = trainer(attempts=2)
+    doc, live = reclaimed_world(res, "preempted: the provider reclaimed the spot capacity")
+    (change,) = plan_changes({res.address: res}, doc, live).changes
+    assert change.reasons[0].startswith("reclaimed by the provider")
+    assert change.after is not None and change.after["offering_id"] == "a"
+    assert [c.offering_id for c in change.candidates] == ["a", "b"]
+
+
+def test_an_instance_deleted_by_someone_is_not_called_reclaimed() -> None:
+    res = trainer(attempts=2)
+    doc, live = reclaimed_world(res, "")
+    (change,) = plan_changes({res.address: res}, doc, live).changes
+    assert not any("reclaimed" in r for r in change.reasons)
+    assert change.after is not None and change.after["offering_id"] == "e"
