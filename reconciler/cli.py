@@ -24,6 +24,7 @@ from reconciler import engine
 from reconciler.applier import ApplyOptions, ApplyResult
 from reconciler.config import Config, config_json_schema, load_config
 from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
+from reconciler.cost_report import cost_table
 from reconciler.errors import ConfigError, ReconcilerError, StateError
 from reconciler.graph import DependencyGraph
 from reconciler.model import Address, OfferingRequest, Plan
@@ -712,6 +713,19 @@ def force_unlock(loc: Location, lock_id: str) -> None:
     """Break a state lock left by a run that died."""
     loc.backend.force_unlock(lock_id)
     loc.session.console().print(f"Lock {lock_id} released.")
+
+
+@cli.command()
+@location_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: per resource and total.")
+def cost(loc: Location, as_json: bool) -> None:
+    """What the tracked resources burn now ($/h from live prices) and have cost so far."""
+    doc = loc.read_existing_state()
+    report = _run(_with_providers(loc, doc, lambda p: engine.cost_now(p, loc.config, doc)))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    loc.session.console().print(cost_table(report))
 
 
 @cli.group()

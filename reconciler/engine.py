@@ -23,6 +23,7 @@ import httpx
 from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
 from reconciler.budget import check_budget
 from reconciler.config import Config
+from reconciler.cost_report import CostReport, cost_report
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
 from reconciler.model import Address, Kind, LiveResource, Offering, Output, Plan
@@ -536,6 +537,12 @@ async def refresh_only(
     doc, live, settled = await settle_pending(providers, config, doc, live)
     refreshed, drift = refresh_state(doc, live)
     return refreshed, settled + drift
+
+
+async def cost_now(providers: Mapping[str, Provider], config: Config, doc: StateDocument) -> CostReport:
+    """Burn rate and spend so far of what state tracks, from one refresh (no catalogue)."""
+    live = await refresh(providers, config, doc, with_offerings=False)
+    return cost_report(doc, live, datetime.now(UTC))
 
 
 async def import_resource(

@@ -221,6 +221,7 @@ class LiveResource:
     hourly_price: float | None = None
     status_details: str | None = None
     computed: dict[str, Any] = field(default_factory=dict)
+    spent: float | None = None  # dollars billed so far, where the API reports it
 
     @property
     def ready(self) -> bool:

@@ -456,6 +456,7 @@ class ShadeformProvider:
             hourly_price=_dollars_from_cents(item.get("hourly_price")),
             status_details=item.get("status_details"),
             computed=_instance_computed(item),
+            spent=parse_decimal(item.get("cost_estimate")),  # dollars billed so far
         )
 
     def _offerings_of(self, item: dict[str, Any]) -> builtins.list[Offering]:

@@ -177,3 +177,35 @@ def test_offerings_without_a_configuration_filter_by_requirement_keys(tmp_path: 
     table = run_cli(["offerings", "--gpu", "H100", "--num-gpus", "8", "--rental-type", "on_demand"], empty).stdout
     assert "vCPUs" in table and "interconnect" in table and "boot" in table
     assert "spot" not in table
+
+
+def test_cost_shows_burn_rate_and_spend_per_resource_and_in_total(project: Project) -> None:
+    project.write(trainer_config(attempts=None))
+    project.write(
+        """
+providers:
+  shadeform: {endpoint: embedded}
+instances:
+  - name: worker
+    provider: shadeform
+    cloud: lambdalabs
+    region: us-east-1
+    shade_instance_type: A6000
+""",
+        "shadeform.yaml",
+    )
+    assert "no state" in project.run("cost", expect=1).output
+    project.run("apply", "--auto-approve")
+    resources = project.state()["resources"]
+
+    report = json.loads(project.run("cost", "--json").stdout)
+    lines = {line["address"]: line for line in report["resources"]}
+    assert lines["instances.worker"]["spent_from"] == "api"  # Shadeform's cost_estimate
+    assert lines["instances.trainer"]["spent_from"] == "elapsed"  # Forward reports none
+    assert report["total"]["hourly"] == round(sum(r["hourly_price"] for r in resources.values()), 6)
+    assert "total" in project.run("cost").stdout
+
+    project.delete_outside("instances.trainer")
+    after = json.loads(project.run("cost", "--json").stdout)
+    gone = {line["address"]: line for line in after["resources"]}["instances.trainer"]
+    assert gone["hourly"] == 0.0 and gone["status"] in ("deleting", "deleted")
