@@ -32,8 +32,9 @@ from scenarios import (
     footprint,
     plan_in_sync,
 )
+from selection import plan_selection
 
-SCENARIOS = ("plan", "apply", "chains", "footprint")
+SCENARIOS = ("plan", "apply", "chains", "footprint", "selection")
 HEADERS = ("Scenario", "Ratio", "Ours", "Reference", "API calls ours/ref", "Target", "Met")
 
 
@@ -46,6 +47,7 @@ async def run_scenarios(names: tuple[str, ...], settings: Settings, workdir: Pat
             "apply": lambda: apply_instances(workdir, settings),
             "chains": lambda: apply_chains(workdir, settings),
             "footprint": lambda: footprint(fleets, settings.footprint_size, workdir),
+            "selection": lambda: plan_selection(workdir, settings),
         }
         for name in names:
             started = time.perf_counter()

@@ -47,7 +47,7 @@ def rows(quick_run: dict[str, Any]) -> Rows:
 def test_prints_one_table_with_every_scenario(quick_run: dict[str, Any], rows: Rows) -> None:
     header = quick_run["stdout"].splitlines()[0].split()
     assert header[:4] == ["Scenario", "Ratio", "Ours", "Reference"]
-    assert set(rows) == {"plan", "apply", "chains", "footprint"}
+    assert set(rows) == {"plan", "apply", "chains", "footprint", "selection"}
     for row in quick_run["rows"]:
         assert row["label"] in quick_run["stdout"]
         assert row["ours"] > 0 and row["reference"] > 0
@@ -118,3 +118,15 @@ def test_critical_path_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     # 50 chains: 150 creates -> 6.5 s; the chain depth (two answers first) matters only when short.
     assert critical_path_bound(150, 3, FULL) == pytest.approx(6.5 + 0.1 + 5.0 + 0.1)
     assert critical_path_bound(3, 3, FULL) == pytest.approx(0.2 + 0.1 + 5.0 + 0.1)
+
+
+def test_selection_reads_each_catalogue_once_where_the_baseline_reads_it_per_instance(rows: Rows) -> None:
+    (selection,) = rows["selection"]
+    details = selection["details"]
+    ours = details["requests_ours"]
+    assert ours["shadeform.instance_types.list"] == 1
+    assert ours["forward.compute_offerings.list"] == 1
+    assert selection["calls_ours"] <= 8
+    assert selection["calls_reference"] == details["size"] == 100
+    assert details["with_fallbacks"] == 50  # the Shadeform half asks for fallback
+    assert details["catalogue"] > 100

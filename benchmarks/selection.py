@@ -1,0 +1,102 @@
+"""Scenario 5, selection: plan instances given by requirements over the full catalogue of both
+providers. Ours fetches each provider's catalogue once per plan and ranks every instance
+against it; the baseline asks the catalogue once per instance (ten at a time), as a tool that
+resolves each instance's offering on its own would. Same planner, same emulator, same latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from baselines import TERRAFORM_PARALLELISM
+from fleet import close_providers, embedded_providers, write_config
+from scenarios import Row, Settings, requests_of
+
+from reconciler import engine
+from reconciler.config import load_config
+from reconciler.emulator.embedded import EmbeddedCloud
+from reconciler.model import Action, Offering
+from reconciler.planner import LiveView, PlanOptions, plan_changes
+from reconciler.state.model import StateDocument
+
+SELECTION_CALLS_TARGET = 8
+REQUIREMENTS = {"gpu_type": ["A100", "H100", "L40S"], "num_gpus": 1, "max_price_per_gpu_hour": 5.0}
+
+
+def selection_document(count: int) -> dict[str, Any]:
+    """`count` instances by requirements, half on each provider, every one ranking many offerings."""
+    half = count // 2
+    return {
+        "providers": {"shadeform": {"endpoint": "embedded"}, "forward": {"endpoint": "embedded"}},
+        "instances": [
+            {"name": "sf", "provider": "shadeform", "count": half, "offering": REQUIREMENTS, "fallback": {"max_attempts": 3}},
+            {"name": "fw", "provider": "forward", "count": count - half, "offering": REQUIREMENTS},
+        ],
+    }
+
+
+async def _catalogue_per_instance(providers: dict[str, Any], config: Any) -> dict[str, list[Offering]]:
+    """The baseline's reads: one catalogue query per instance, ten in flight."""
+    slots = asyncio.Semaphore(TERRAFORM_PARALLELISM)
+    seen: dict[str, list[Offering]] = {}
+
+    async def one(provider: str) -> None:
+        async with slots:
+            seen[provider] = await providers[provider].offerings()
+
+    await asyncio.gather(*(one(res.provider) for res in config.resources.values()))
+    return seen
+
+
+async def plan_selection(workdir: Path, settings: Settings) -> list[Row]:
+    count = max(settings.plan_sizes[:2])  # 1,000 in the full run, 100 in the quick one
+    config = load_config(write_config(workdir / f"selection-{count}", selection_document(count)))
+    with EmbeddedCloud(boot_seconds=0.0) as cloud:
+        ours = embedded_providers(cloud, config)
+        theirs = embedded_providers(cloud, config)
+        try:
+            cloud.runtime.latency_seconds = settings.latency
+            cloud.runtime.traffic.reset()
+            started = time.perf_counter()
+            outcome = await engine.make_plan(ours, config, StateDocument(), PlanOptions())
+            ours_wall = time.perf_counter() - started
+            ours_requests = requests_of(cloud)
+
+            cloud.runtime.traffic.reset()
+            started = time.perf_counter()
+            offerings = await _catalogue_per_instance(theirs, config)
+            baseline = plan_changes(config.resources, StateDocument(), LiveView(offerings=offerings))
+            baseline_wall = time.perf_counter() - started
+            baseline_requests = requests_of(cloud)
+        finally:
+            cloud.runtime.latency_seconds = 0.0
+            await close_providers(ours)
+            await close_providers(theirs)
+    chosen = [c for c in outcome.plan.changes if c.action is Action.CREATE and c.reasons]
+    if len(chosen) != count or baseline.count(Action.CREATE) != count:
+        raise RuntimeError(f"selection: expected {count} creates with a choice, got {len(chosen)}")
+    catalogue = sum(len(v) for v in offerings.values())
+    calls = sum(ours_requests.values())
+    return [
+        Row(
+            scenario="selection",
+            label=f"plan {count:,} instances by requirements over {catalogue:,} offerings",
+            unit="s",
+            ours=ours_wall,
+            reference=baseline_wall,
+            reference_kind="baseline",
+            calls_ours=calls,
+            calls_reference=sum(baseline_requests.values()),
+            target=f"calls <= {SELECTION_CALLS_TARGET}",
+            met=calls <= SELECTION_CALLS_TARGET,
+            details={
+                "size": count,
+                "catalogue": catalogue,
+                "with_fallbacks": sum(1 for c in outcome.plan.changes if c.candidates),
+                "requests_ours": ours_requests,
+                "requests_baseline": baseline_requests,
+            },
+        )
+    ]
