@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from reconciler.errors import PlanError
 from reconciler.model import HOURS_PER_MONTH, Action, Change, Plan
+from reconciler.selection import FALLBACK_REASON_START, fallback_reason
 
 SHOWN_CONTRIBUTORS = 3
 
@@ -76,6 +77,10 @@ def _fallbacks_within(plan: Plan, headroom: float) -> Plan:
             if len(kept) < len(change.candidates):
                 dropped = len(change.candidates) - len(kept)
                 notes.append(f"{change.address}: {dropped} fallback candidates left out to stay inside the budget")
-                change = dataclasses.replace(change, candidates=kept if len(kept) > 1 else ())
+                kept = kept if len(kept) > 1 else ()
+                reasons = tuple(r for r in change.reasons if not r.startswith(FALLBACK_REASON_START))
+                if kept:
+                    reasons += (fallback_reason(kept),)
+                change = dataclasses.replace(change, candidates=kept, reasons=reasons)
         changes.append(change)
     return dataclasses.replace(plan, changes=tuple(changes), notes=tuple(notes))

@@ -99,5 +99,12 @@ def select(ranked: Sequence[Offering], attempts: int) -> Selection:
         reasons.append(f"next: {shown}{more}")
     candidates = tuple(candidate(o) for o in ranked[:attempts]) if attempts > 1 and rest else ()
     if candidates:
-        reasons.append(f"on no capacity, apply tries the next {len(candidates) - 1} in this order")
+        reasons.append(fallback_reason(candidates))
     return Selection(chosen=chosen, reasons=tuple(reasons), candidates=candidates)
+
+
+FALLBACK_REASON_START = "on no capacity, apply tries"
+
+
+def fallback_reason(candidates: Sequence[Candidate]) -> str:
+    return f"{FALLBACK_REASON_START} the next {len(candidates) - 1} in this order"

@@ -18,6 +18,9 @@ def create(name: str, hourly: float, candidates: tuple[float, ...] = ()) -> Chan
         after={"name": name},
         hourly_after=hourly,
         candidates=tuple(Candidate(f"o{p}", f"offer ${p}", p, {"offering_id": f"o{p}"}) for p in candidates),
+        reasons=("cheapest of 3 candidates", "on no capacity, apply tries the next 2 in this order")
+        if candidates
+        else (),
     )
 
 
@@ -60,9 +63,11 @@ def test_failover_keeps_only_candidates_the_headroom_can_pay_for() -> None:
     prices = {str(c.address): [x.hourly_price for x in c.candidates] for c in checked.changes}
     assert prices == {"instances.a": [1.0, 1.5], "instances.b": [1.0, 1.2]}
     assert any("instances.a: 1 fallback candidates left out" in n for n in checked.notes)
+    assert checked.changes[0].reasons[-1] == "on no capacity, apply tries the next 1 in this order"
 
 
 def test_no_headroom_means_no_failover() -> None:
     plan = plan_of(create("a", 2.0, (2.0, 2.1)))
     checked = check_budget(plan, BudgetPolicy(max_hourly_spend=2.0))
     assert checked.changes[0].candidates == ()
+    assert not any(r.startswith("on no capacity") for r in checked.changes[0].reasons)
