@@ -408,6 +408,7 @@ class Applier:
         """Canonical attributes with references resolved to the provider ids in state."""
         after = dict(change.after or {})
         after.pop("offering", None)
+        after.pop("expiry", None)  # reconciler's own: Shadeform gets it as auto_delete
         ssh_key = after.pop("ssh_key", None)
         if ssh_key is not None:
             after["ssh_key_id"] = self._id_of(ssh_key, change)
@@ -701,7 +702,8 @@ class Applier:
         updates = {k: after.get(k) for k in allowed if masked.get(k) != before.get(k)}
         async with self._slots:
             self._begin(change, "update")
-            await provider.update(change.address.kind, change.id, updates, change.marker or "")
+            if updates:  # an expiry kept only in state changes nothing at the provider
+                await provider.update(change.address.kind, change.id, updates, change.marker or "")
         address = str(change.address)
         current = self.doc.resources.get(address)
         if current is not None:

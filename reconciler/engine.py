@@ -430,6 +430,8 @@ async def make_plan(
     refresh_live: bool = True,
 ) -> PlanOutcome:
     check_addresses(config.resources, doc, options)
+    if options.now is None:
+        options = replace(options, now=datetime.now(UTC))
     if refresh_live:
         live = await refresh(providers, config, doc, reselect=options.reselect)
         doc, live, settled = await settle_pending(providers, config, doc, live)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.errors import PlanError
+from reconciler.expiry import EXPIRY_KEY, expired, with_deadline
 from reconciler.foreign_objects import find_foreign_objects
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
@@ -76,6 +77,7 @@ class PlanOptions:
     replace: tuple[Address, ...] = ()
     reselect: bool = False
     refresh_only: bool = False
+    now: datetime | None = None  # when the plan is made: expiry deadlines count from it
 
 
 @dataclass(frozen=True)
@@ -354,6 +356,7 @@ def plan_changes(
     finishing_delete: set[Address] = set()  # replaced only because they are already being deleted
     values = PlannedValues(changes, desired, doc, live)
     selections: dict[Address, Selection] = {}
+    expired_reasons: dict[Address, str] = {}
 
     for address in order:
         if address not in desired:
@@ -369,6 +372,16 @@ def plan_changes(
         )
         if selection is not None:
             selections[address] = selection
+        if address.kind is Kind.INSTANCE:
+            after = with_deadline(res.provider, after, prior, opts.now)
+            why = expired(after, prior, opts.now)
+            if why is not None:
+                del desired[address]  # planned below as a delete of what state holds
+                if prior is None:
+                    notes.append(f"{address}: {why}; not created")
+                else:
+                    expired_reasons[address] = why
+                continue
         masked_after = mask_sensitive(after, res.sensitive, doc.lineage)
         common = dict(
             address=address,
@@ -455,7 +468,7 @@ def plan_changes(
             replace_reasons.append("replacement requested with --replace")
         changed = _changed_keys(before, masked_after, res.lifecycle.ignore_changes)
         updatable = live.updatable.get((res.provider, address.kind), frozenset())
-        forcing = [k for k in changed if k not in updatable]
+        forcing = [k for k in changed if k not in updatable and k != EXPIRY_KEY]
         for dep in res.depends_on:
             if dep in new_ids and dep.kind is not Kind.INSTANCE:
                 ref_key = "ssh_key" if dep.kind is Kind.SSH_KEY else "volumes"
@@ -511,6 +524,8 @@ def plan_changes(
             after=None,
             reasons=("already gone outside reconciler",)
             if gone
+            else (expired_reasons[address],)
+            if address in expired_reasons
             else (("destroy requested",) if opts.destroy else ("not in the configuration",)),
             depends_on=tuple(Address.parse(d) for d in prior.depends_on),
             id=prior.id,

@@ -25,6 +25,7 @@ from reconciler.config.schema import (
     SshKeyBlock,
     ThresholdBlock,
 )
+from reconciler.expiry import EXPIRY_KEY
 from reconciler.model import Kind, Lifecycle, OfferingRequest
 
 # Sections of a resource entry that do not become attributes.
@@ -100,6 +101,9 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
                     f"missing required field {place!r}",
                     hint="a pinned Shadeform instance needs cloud, region and shade_instance_type",
                 )
+    expiry = _expiry(block)
+    if expiry:
+        attributes[EXPIRY_KEY] = expiry
     if block.envs:
         attributes["envs"] = _envs(block.envs, "envs", sensitive, secrets)
     if isinstance(block, ShadeformInstanceBlock):
@@ -124,6 +128,26 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
         on_failure=block.on_failure,
         fallback_attempts=_fallback_attempts(block, offering),
     )
+
+
+def _expiry(block: InstanceBlock) -> dict[str, Any]:
+    if block.expires_after is not None and block.expires_at is not None:
+        raise FieldIssue(("expires_at",), "give expires_after or expires_at, not both")
+    given = block.expires_after is not None or block.expires_at is not None or block.max_spend is not None
+    if given and isinstance(block, ShadeformInstanceBlock) and block.auto_delete is not None:
+        raise FieldIssue(
+            ("auto_delete",),
+            "auto_delete and expires_after / expires_at / max_spend set the same Shadeform thresholds",
+            hint="keep one: expires_after, expires_at and max_spend become auto_delete",
+        )
+    expiry: dict[str, Any] = {}
+    if block.expires_after is not None:
+        expiry["after"] = block.expires_after
+    if block.expires_at is not None:
+        expiry["at"] = block.expires_at
+    if block.max_spend is not None:
+        expiry["max_spend"] = block.max_spend
+    return expiry
 
 
 def _fallback_attempts(block: InstanceBlock, offering: OfferingRequest | None) -> int:

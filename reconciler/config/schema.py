@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.expiry import parse_duration
 from reconciler.limits import MAX_VOLUME_GB, MIN_VOLUME_GB
 from reconciler.model import Kind
 from reconciler.providers.base import EMBEDDED, MARKER_PREFIX, NAME_MARKER_SEPARATOR
@@ -135,6 +136,16 @@ def _decimal_text(value: Any) -> Any:
     if not number.is_finite() or number <= 0:
         raise PydanticCustomError("decimal", "must be a positive amount of dollars", {})
     return format(number.normalize(), "f")
+
+
+def _check_duration(value: str) -> str:
+    if parse_duration(value) is None:
+        raise PydanticCustomError(
+            "duration",
+            "'{value}' is not a duration",
+            {"value": value, "hint": "a whole number of minutes, hours or days: 90m, 8h, 2d"},
+        )
+    return value
 
 
 def _check_timestamp(value: str) -> str:
@@ -402,6 +413,13 @@ class InstanceBlock(ResourceBlock):
     fallback: FallbackBlock | None = Field(
         default=None, description="capacity failover along the ranked offerings (with offering:)"
     )
+    expires_after: Annotated[str, AfterValidator(_check_duration)] | None = Field(
+        default=None, description="delete this long after the plan that creates it: 90m, 8h, 2d"
+    )
+    expires_at: Annotated[str, AfterValidator(_check_timestamp)] | None = Field(
+        default=None, description="delete at this RFC 3339 time"
+    )
+    max_spend: DollarAmount | None = Field(default=None, description="delete once it has cost this many dollars")
 
 
 class ShadeformInstanceBlock(InstanceBlock):
@@ -486,6 +504,7 @@ KIND_ATTRIBUTES: dict[Kind, frozenset[str]] = {
             "os",
             "launch",
             "tags",
+            "expiry",
             "rental_type",
             "auto_delete",
             "alert",

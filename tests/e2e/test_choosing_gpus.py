@@ -4,6 +4,7 @@ plan saying why, and capacity failover down the plan's ranked list during apply.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lifecycle_support import Project, live_names, run_cli
@@ -209,3 +210,54 @@ instances:
     after = json.loads(project.run("cost", "--json").stdout)
     gone = {line["address"]: line for line in after["resources"]}["instances.trainer"]
     assert gone["hourly"] == 0.0 and gone["status"] in ("deleting", "deleted")
+
+
+def expiring_config(sf_expiry: str, fw_expiry: str) -> str:
+    return f"""
+providers:
+  shadeform: {{endpoint: embedded}}
+  forward: {{endpoint: embedded}}
+instances:
+  - name: batch
+    provider: shadeform
+    cloud: lambdalabs
+    region: us-east-1
+    shade_instance_type: A6000
+    {sf_expiry}
+  - name: spot
+    provider: forward
+    offering: {{gpu_type: A100, num_gpus: 1}}
+    {fw_expiry}
+"""
+
+
+def test_expiry_on_both_providers(project: Project) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
+    project.write(expiring_config("expires_after: 8h\n    max_spend: 100", f"expires_at: '{later}'"))
+    planned = project.run("plan")
+    assert '"after"     = "8h"' in planned.stdout and '"deadline"' in planned.stdout
+    assert '"spend_threshold" = "100"' in planned.stdout  # Shadeform deletes it by itself
+    project.run("apply", "--auto-approve")
+    held = project.state()["resources"]
+    batch_id = held["instances.batch"]["id"]
+    deadline = held["instances.batch"]["attributes"]["expiry"]["deadline"]
+    assert held["instances.batch"]["attributes"]["auto_delete"]["date_threshold"] == deadline
+    # Shadeform keeps the thresholds: a refreshed plan sees no drift.
+    assert project.run("plan", "--detailed-exitcode").returncode == 0
+
+    # A longer expiry is an update in place on Shadeform, never a new GPU.
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
+    project.write(expiring_config("expires_after: 10h\n    max_spend: 100", f"expires_at: '{past}'"))
+    changed = project.run("plan")
+    assert "~ instances.batch" in changed.stdout
+    assert f"# (expired at {past} (expires_at {past}))" in changed.stdout
+    assert "- instances.spot" in changed.stdout
+    project.run("apply", "--auto-approve")
+    assert project.resource_id("instances.batch") == batch_id
+    assert live_names(project.live()) == ["batch"]
+    assert "instances.spot" not in project.state()["resources"]
+
+    # Past its time, the Forward instance is not created again.
+    again = project.run("plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.describe()
+    assert "instances.spot: expired at" in again.stdout and "not created" in again.stdout
