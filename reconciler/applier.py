@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from reconciler.errors import CapacityError, ProviderError, ReconcilerError
-from reconciler.failover import CapacityRefused, NoCapacityError, attempt_of, no_capacity
+from reconciler.failover import BootFailure, CapacityRefused, NoCapacityError, attempt_of, no_capacity
 from reconciler.model import (
     CREATE_TIMED_OUT,
     Action,
@@ -56,7 +56,9 @@ class ApplyObserver(Protocol):
 
     def waiting(self, change: Change, status: str, seconds: float) -> None: ...
 
-    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None: ...
+    def capacity_fallback(
+        self, change: Change, refused: str, error: str, next: str, attempt: int, reason: str = "no capacity"
+    ) -> None: ...
 
 
 class SilentObserver:
@@ -72,7 +74,9 @@ class SilentObserver:
     def waiting(self, change: Change, status: str, seconds: float) -> None:
         return None
 
-    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None:
+    def capacity_fallback(
+        self, change: Change, refused: str, error: str, next: str, attempt: int, reason: str = "no capacity"
+    ) -> None:
         return None
 
 
@@ -449,7 +453,27 @@ class Applier:
                 self.observer.capacity_fallback(
                     change, candidate.label, refused.error.message, change.candidates[number].label, number + 1
                 )
+            except BootFailure as failed:
+                last = number == len(change.candidates)
+                if not change.fallback_on_boot_failure or last or self.stop.is_set():
+                    raise
+                self.observer.capacity_fallback(
+                    change, candidate.label, failed.message, change.candidates[number].label, number + 1,
+                    reason="failed to boot",
+                )
+                await self._discard_failed_boot(change, failed.id)
         raise no_capacity(change, refusals)
+
+    async def _discard_failed_boot(self, change: Change, id: str) -> None:
+        """Delete an instance that ended in error (fallback.on_boot_failure), through the same
+        pending-record protocol as any delete, before the next candidate is tried."""
+        held = self.doc.resources.get(str(change.address))
+        marker = held.marker if held is not None and held.id == id else None
+        doomed = Change(
+            address=change.address, action=Action.DELETE, provider=change.provider,
+            before=held.attributes if held is not None else None, after=None, id=id, marker=marker,
+        )
+        await self._delete(doomed, wait_gone=False)
 
     async def _create_attempt(self, change: Change, *, first: bool) -> str:
         kind = change.address.kind
@@ -614,10 +638,13 @@ class Applier:
             if seen.status in (Status.ERROR, Status.DELETING, Status.DELETED):
                 await self._record_status(address, id, seen.status.value, seen)
                 detail = f" ({seen.status_details})" if seen.status_details else ""
-                raise ReconcilerError(
+                message = (
                     f"{change.address}: instance {id} ended in status {seen.status.value}{detail}; "
                     "it is recorded in state and the next apply replaces it (on_failure: replace) or keeps it"
                 )
+                if seen.status is Status.ERROR:
+                    raise BootFailure(message, id)
+                raise ReconcilerError(message)
             if elapsed >= self.options.create_timeout:
                 await self._record_status(address, id, CREATE_TIMED_OUT, seen)
                 shown = seen.status.value if seen.status is not Status.ACTIVE else "active, no ip reported yet"

@@ -28,6 +28,14 @@ class CapacityRefused(Exception):
         self.error = error
 
 
+class BootFailure(ReconcilerError):
+    """A created instance ended in `error` while booting; it is recorded in state."""
+
+    def __init__(self, message: str, id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.id = id
+
+
 def attempt_of(change: Change, candidate: Candidate) -> Change:
     """The planned create moved to `candidate`: its pin and price replace the plan's choice."""
     chosen = change.candidates[0]

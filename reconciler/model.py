@@ -151,6 +151,7 @@ class Resource:
     references: tuple[str, ...] = ()  # `${kind.name.attr}` texts its attributes hold as placeholders
     computed: tuple[str, ...] = ()  # attributes its API reports (ip, ssh_port, ...)
     fallback_attempts: int = 1  # creates tried down the ranked offerings on capacity errors
+    fallback_on_boot_failure: bool = False  # also move on when an instance ends in error at boot
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ class Change:
     computed: tuple[str, ...] = ()  # attributes the API reports, known only after apply
     unknown: tuple[str, ...] = ()  # paths of `after` that hold references known only after apply
     candidates: tuple[Candidate, ...] = ()
+    fallback_on_boot_failure: bool = False
 
     @property
     def destroys_data(self) -> bool:

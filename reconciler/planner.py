@@ -536,7 +536,7 @@ def plan_changes(
     changes = {a: explain_unknowns(c, changes) for a, c in changes.items()}
     if targeted is not None:
         changes = _restrict_to_targets(changes, targeted, desired, doc)
-    changes = _with_selections(changes, selections)
+    changes = _with_selections(changes, selections, desired)
     check_creatable(changes, desired, doc, live)
 
     replaced = {a for a, c in changes.items() if c.action is Action.REPLACE}
@@ -595,14 +595,20 @@ def plan_changes(
     )
 
 
-def _with_selections(changes: dict[Address, Change], selections: Mapping[Address, Selection]) -> dict[Address, Change]:
+def _with_selections(
+    changes: dict[Address, Change], selections: Mapping[Address, Selection], desired: Mapping[Address, Resource]
+) -> dict[Address, Change]:
     """Creates say which offering was chosen and why, and carry the fallbacks apply may try."""
     result = dict(changes)
     for address, selection in selections.items():
         change = result.get(address)
         if change is not None and change.action in (Action.CREATE, Action.REPLACE):
+            on_boot = address in desired and desired[address].fallback_on_boot_failure
             result[address] = dataclasses.replace(
-                change, reasons=change.reasons + selection.reasons, candidates=selection.candidates
+                change,
+                reasons=change.reasons + selection.reasons,
+                candidates=selection.candidates,
+                fallback_on_boot_failure=on_boot and bool(selection.candidates),
             )
     return result
 

@@ -1209,11 +1209,16 @@ class ApplyReporter:
         )
         self._write(self._event("error", message, "apply_errored", hook=hook))
 
-    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None:
-        """A create was refused for capacity; apply tries the plan's next candidate."""
+    def capacity_fallback(
+        self, change: Change, refused: str, error: str, next: str, attempt: int, reason: str = "no capacity"
+    ) -> None:
+        """A create found no capacity (or, with on_boot_failure, failed to boot); apply tries
+        the plan's next candidate."""
         total = len(change.candidates)
-        message = f"{_display_address(change)}: no capacity on {refused}; attempt {attempt} of {total}: {next}"
-        hook = self._hook(change, Action.CREATE, refused=refused, error=error, next=next, attempt=attempt)
+        message = f"{_display_address(change)}: {reason} on {refused}; attempt {attempt} of {total}: {next}"
+        hook = self._hook(
+            change, Action.CREATE, refused=refused, error=error, next=next, attempt=attempt, reason=reason
+        )
         self._write(self._event("warn", message, "apply_fallback", hook=hook))
 
     def summary(
@@ -1289,8 +1294,10 @@ class ReportingApplyObserver:
     def waiting(self, change: Change, status: str, seconds: float) -> None:
         self.reporter.waiting(change, status, seconds)
 
-    def capacity_fallback(self, change: Change, refused: str, error: str, next: str, attempt: int) -> None:
-        self.reporter.capacity_fallback(change, refused, error, next, attempt)
+    def capacity_fallback(
+        self, change: Change, refused: str, error: str, next: str, attempt: int, reason: str = "no capacity"
+    ) -> None:
+        self.reporter.capacity_fallback(change, refused, error, next, attempt, reason)
 
     def summary(self, result: ApplyResult) -> None:
         """The closing line for what apply reached, success or not."""

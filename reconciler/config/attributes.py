@@ -45,6 +45,7 @@ class CanonicalResource:
     secrets: frozenset[str] = frozenset()
     on_failure: str = "replace"
     fallback_attempts: int = 1
+    fallback_on_boot_failure: bool = False
 
 
 def canonical_resource(kind: Kind, block: ResourceBlock, provider_name: str) -> CanonicalResource:
@@ -127,6 +128,7 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
         secrets=frozenset(secrets),
         on_failure=block.on_failure,
         fallback_attempts=_fallback_attempts(block, offering),
+        fallback_on_boot_failure=block.fallback is not None and block.fallback.on_boot_failure,
     )
 
 

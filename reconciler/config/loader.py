@@ -504,6 +504,7 @@ class _ConfigLoader:
                 references=tuple(sorted({reference.text for _, reference in member.references})),
                 computed=computed_attributes(member.provider, member.address.kind),
                 fallback_attempts=member.canonical.fallback_attempts,
+                fallback_on_boot_failure=member.canonical.fallback_on_boot_failure,
             )
         return resources, edge_fields
 

@@ -394,6 +394,9 @@ class FallbackBlock(StrictModel):
     """On a capacity refusal, apply tries the next offerings of the plan's ranked list."""
 
     max_attempts: PositiveInt = Field(description="creates tried in all, the plan's choice included")
+    on_boot_failure: bool = Field(
+        default=False, description="also move on when an instance ends in error while booting (it is deleted)"
+    )
 
 
 class InstanceBlock(ResourceBlock):

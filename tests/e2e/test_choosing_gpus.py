@@ -261,3 +261,24 @@ def test_expiry_on_both_providers(project: Project) -> None:
     again = project.run("plan", "--detailed-exitcode")
     assert again.returncode == 0, again.describe()
     assert "instances.spot: expired at" in again.stdout and "not created" in again.stdout
+
+
+def test_on_boot_failure_deletes_the_failed_instance_and_moves_on(project: Project) -> None:
+    project.write(trainer_config(attempts=3).replace("{max_attempts: 3}", "{max_attempts: 3, on_boot_failure: true}"))
+    project.run("plan", "-out", "plan.bin")
+    candidates = ranked(project)
+    faults = {"RECONCILER_EMULATOR_FAULTS": "forward.instances.create=boot_failure@times=1"}
+    applied = project.run("apply", "plan.bin", env=faults)
+    assert f"failed to boot on {candidates[0]['label']}; attempt 2 of 3: {candidates[1]['label']}" in applied.stdout
+    assert "Apply complete! Resources: 1 added" in applied.stdout
+    held = project.state()["resources"]["instances.trainer"]
+    assert held["attributes"]["offering_id"] == candidates[1]["offering_id"]
+    assert [e.id for e in project.live()] == [held["id"]]  # the failed one was deleted
+    assert len(project.ledger()) == 2
+
+    # Without on_boot_failure, an instance in error stays on record for the next plan.
+    project.run("destroy", "--auto-approve")
+    project.write(trainer_config(attempts=3))
+    failed = project.run("apply", "--auto-approve", expect=1, env=faults)
+    assert "ended in status error" in failed.output and "failed to boot on" not in failed.output
+    assert project.state()["resources"]["instances.trainer"]["status"] == "error"
