@@ -282,3 +282,22 @@ def test_on_boot_failure_deletes_the_failed_instance_and_moves_on(project: Proje
     failed = project.run("apply", "--auto-approve", expect=1, env=faults)
     assert "ended in status error" in failed.output and "failed to boot on" not in failed.output
     assert project.state()["resources"]["instances.trainer"]["status"] == "error"
+
+
+def test_a_reclaimed_spot_instance_is_created_again_on_the_next_candidate(project: Project) -> None:
+    project.write(trainer_config(attempts=2))
+    project.run("apply", "--auto-approve")
+    first = project.state()["resources"]["instances.trainer"]
+    offering = first["attributes"]["offering_id"]
+    reclaim = {"RECONCILER_EMULATOR_MARKET": json.dumps({"reclaims": [{"offering": f"forward:{offering}", "after_seconds": 0}]})}
+
+    # The provider takes it back as the plan refreshes; the saved plan re-creates it.
+    planned = project.run("plan", "-out", "plan.bin", env=reclaim)
+    assert "# (reclaimed by the provider (preempted" in planned.stdout, planned.describe()
+    applied = project.run("apply", "plan.bin")
+    assert "Apply complete!" in applied.stdout
+    second = project.state()["resources"]["instances.trainer"]
+    assert second["id"] != first["id"]
+    assert second["attributes"]["offering_id"] != offering  # with fallback: the next candidate
+    assert [e.id for e in project.live()] == [second["id"]]
+    assert project.run("plan", "--detailed-exitcode").returncode == 0
