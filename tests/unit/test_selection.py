@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from reconciler.model import Action, Address, Kind, LiveResource, Offering, OfferingRequest, Resource, Status
-from reconciler.planfile import plan_to_document, read_plan_file
+from reconciler.planfile import read_plan_file, write_plan_file
 from reconciler.planner import LiveView, plan_changes
 from reconciler.selection import rank
 from reconciler.state.model import ResourceState, StateDocument
@@ -108,7 +107,7 @@ def test_fallback_carries_the_next_candidates_in_order_within_max_attempts(tmp_p
     assert change.candidates[1].pin == {"offering_id": "a"}
     assert change.reasons[-1] == "on no capacity, apply tries the next 2 in this order"
     saved = tmp_path / "p.json"
-    saved.write_text(json.dumps(plan_to_document(plan, "cfg")))
+    write_plan_file(saved, plan, "cfg")
     loaded, _ = read_plan_file(saved)
     assert loaded.changes[0].candidates == change.candidates
 
