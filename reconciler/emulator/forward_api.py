@@ -214,7 +214,16 @@ def volume_offering_json(offering: ForwardVolumeOffering) -> dict[str, Any]:
     }
 
 
+def _model_pricing(model: ForwardModel) -> dict[str, Any]:
+    """Chat pricing has input and output prices; the SDK's embedding pricing has an input price only."""
+    if model.model_type == "embedding":
+        return {"input": model.input_price, "unit": "1M tokens"}
+    return {"input": model.input_price, "output": model.output_price, "unit": "1M tokens"}
+
+
 def model_json(model: ForwardModel) -> dict[str, Any]:
+    """A model as the excerpt lists it, plus the fields the SDK's models require (each ignores the other's)."""
+    created_at = iso_time(float(model.created))
     return {
         "id": model.id,
         "object": "model",
@@ -227,7 +236,11 @@ def model_json(model: ForwardModel) -> dict[str, Any]:
         "description": model.description,
         "license": model.license,
         "link": model.link,
-        "pricing": {"input": model.input_price, "output": model.output_price, "unit": "1M tokens"},
+        "pricing": _model_pricing(model),
+        "model_name": model.id,
+        "organization": model.owned_by,
+        "created_at": created_at,
+        "updated_at": created_at,
     }
 
 
@@ -354,7 +367,9 @@ def get_volume_offering(call: Call) -> Response:
 
 
 def list_models(call: Call) -> Response:
-    return JSONResponse({"object": "list", "data": [model_json(m) for m in FORWARD_MODELS]})
+    models = [model_json(m) for m in FORWARD_MODELS]
+    # The excerpt documents {object, data}; the SDK reads {models, total}: both are answered.
+    return JSONResponse({"object": "list", "data": models, "models": models, "total": len(models)})
 
 
 def get_model(call: Call) -> Response:

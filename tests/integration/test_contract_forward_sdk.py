@@ -24,9 +24,10 @@ from fwd_sdk import (
     VolumesApi,
 )
 from fwd_sdk.exceptions import ApiException
+from fwd_sdk.models import ListModels200ResponseModelsInner
 
 from reconciler.emulator import example_public_key
-from reconciler.emulator.catalogue import forward_compute_offering, forward_volume_offering_at
+from reconciler.emulator.catalogue import FORWARD_MODELS, forward_compute_offering, forward_volume_offering_at
 
 pytest_plugins = ["emulator_fixtures"]
 KEY = "sdk-key"
@@ -110,3 +111,21 @@ def test_the_sdk_reads_every_error_in_its_own_shape(server: ServerProcess, sdk: 
         InstancesApi(client).list_instances()
     assert refused.value.status == 401 and refused.value.data.error.type == "authentication_error"
     assert KEY not in str(refused.value.body)
+
+
+
+def test_the_sdk_reads_the_models_list(server: ServerProcess) -> None:
+    """fwd-sdk 0.1.1 declares chat pricing ({input, output}) and embedding pricing ({input}) as a
+    oneOf without a discriminator, so any chat model matches both and the SDK refuses it
+    ("Multiple matches"): that is the SDK's defect, not the answer's. Everything else parses."""
+    response = httpx.get(f"{server.url}/forward/v1/models/", headers={"Authorization": f"Bearer {KEY}"})
+    body = response.json()
+    assert body["total"] == len(FORWARD_MODELS) == len(body["models"]) == len(body["data"])
+    for entry in body["models"]:
+        if entry["model_type"] == "chat":
+            with pytest.raises(ValueError, match="Multiple matches"):
+                ListModels200ResponseModelsInner.from_dict(entry)
+        else:
+            model = ListModels200ResponseModelsInner.from_dict(entry)
+            assert model is not None and model.model_name == entry["id"] and model.created_at.tzinfo
+    assert {m["model_type"] for m in body["models"]} > {"chat"}
