@@ -54,6 +54,7 @@ class ConfigError(ReconcilerError):
     ) -> None:
         self.mark = mark
         self.field = field
+        self.summary = message  # the message alone, without where it is
         where = f"{mark}: " if mark else ""
         what = f"{field}: " if field else ""
         super().__init__(f"{where}{what}{message}", hint)

@@ -3,6 +3,8 @@
 Validation code below the loader raises FieldIssue with a path relative to the value it
 checks; an Origin (document + where that value sits in it) turns it into a ConfigError.
 Pydantic errors are mapped to FieldIssues here, with did-you-mean hints for unknown keys.
+A ProblemCollector gathers every ConfigError of one load, so all of them are reported at
+once, sorted by file and line; ConfigWarnings are problems that do not stop anything.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import difflib
 import re
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -74,6 +77,11 @@ class Origin:
             issue.hint,
         )
 
+    def errors(self, issues: Sequence[FieldIssue]) -> ConfigError:
+        """One ConfigError for one issue, ConfigErrors for several."""
+        found = [self.error(issue) for issue in issues]
+        return found[0] if len(found) == 1 else ConfigErrors(found)
+
     def fail(self, relative: FieldPath, message: str, hint: str | None = None) -> ConfigError:
         return self.error(FieldIssue(relative, message, hint))
 
@@ -89,9 +97,39 @@ def issue_from_validation_error(
     `foreign_fields` maps a top-level key that another variant supports to that variant's
     name, so `tags` on a Forward instance says it is a Shadeform field instead of "unknown".
     """
+    return issues_from_validation_error(exc, data, model, foreign_fields)[0]
+
+
+def issues_from_validation_error(
+    exc: ValidationError,
+    data: Any,
+    model: type[BaseModel],
+    foreign_fields: Mapping[str, str] | None = None,
+) -> list[FieldIssue]:
+    """Every pydantic error worth reporting, the most telling first, one per place.
+
+    An unknown key usually explains the other errors (a typo'd required field is also
+    missing), so when there are unknown keys, "missing" errors are left out.
+    """
     errors = exc.errors(include_url=False)
-    # An unknown key usually explains the other errors (a typo'd required field is also missing).
-    first = next((error for error in errors if error["type"] == "extra_forbidden"), errors[0])
+    unknown = [error for error in errors if error["type"] == "extra_forbidden"]
+    if unknown:
+        ordered = unknown + [e for e in errors if e["type"] not in ("extra_forbidden", "missing")]
+    else:
+        ordered = list(errors)
+    issues: list[FieldIssue] = []
+    seen: set[tuple[str | int, ...]] = set()
+    for error in ordered:
+        issue = _issue_from_error(error, data, model, foreign_fields)
+        if issue.path not in seen:
+            seen.add(issue.path)
+            issues.append(issue)
+    return issues
+
+
+def _issue_from_error(
+    first: ErrorDetails, data: Any, model: type[BaseModel], foreign_fields: Mapping[str, str] | None
+) -> FieldIssue:
     loc = tuple(first["loc"])
     path = _data_path(data, loc)
     kind = first["type"]
@@ -220,3 +258,95 @@ def hint_for_names(word: str, candidates: Sequence[str], what: str) -> str:
     shown = sorted(candidates)[:10]
     more = f" (and {len(candidates) - 10} more)" if len(candidates) > 10 else ""
     return f"declared {what}: {', '.join(shown)}{more}"
+
+
+MAX_REPORTED_ERRORS = 50  # enough for any real mistake; a broken generator should not flood the terminal
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration errors found in one run. It reads as the first one (file, line,
+    message, hint), so whoever handles a single ConfigError still handles it; `errors`
+    holds them all, sorted by file and line, and `omitted` counts those past the limit."""
+
+    def __init__(self, errors: Sequence[ConfigError], omitted: int = 0) -> None:
+        first = errors[0]
+        super().__init__(first.summary, first.mark, first.field, first.hint)
+        self.errors = tuple(errors)
+        self.omitted = omitted
+
+
+def _sort_key(error: ConfigError) -> tuple[int, str, int, int]:
+    mark = error.mark
+    if mark is None:
+        return (1, "", 0, 0)
+    return (0, mark.file, mark.line, mark.column)
+
+
+class DependentProblem(ConfigError):
+    """A problem that only follows from one already reported (a reference to an entry that
+    failed to load); the collector drops it rather than report a confusing second error."""
+
+    def __init__(self) -> None:
+        super().__init__("follows from an error reported already")
+
+
+class TooManyProblems(Exception):
+    """The collector reached its limit; loading stops and reports what it has."""
+
+
+class ProblemCollector:
+    """Gathers the ConfigErrors of one load: `with collector.attempt(): ...` records an error
+    and carries on after the block, so independent parts of a configuration are all checked."""
+
+    def __init__(self, limit: int = MAX_REPORTED_ERRORS) -> None:
+        self.limit = limit
+        self.errors: list[ConfigError] = []
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        try:
+            yield
+        except DependentProblem:
+            pass
+        except ConfigErrors as many:
+            for error in many.errors:
+                self.add(error)
+        except ConfigError as error:
+            self.add(error)
+
+    def add(self, error: ConfigError) -> None:
+        if any(_same(error, seen) for seen in self.errors):
+            return
+        self.errors.append(error)
+        if len(self.errors) >= self.limit:
+            raise TooManyProblems
+
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def result(self, stopped_early: bool = False) -> ConfigError:
+        """One error as it is (its own type, e.g. GraphCycleError), several as ConfigErrors."""
+        ordered = sorted(self.errors, key=_sort_key)
+        if len(ordered) == 1 and not stopped_early:
+            return ordered[0]
+        return ConfigErrors(ordered, omitted=1 if stopped_early else 0)
+
+
+def _same(a: ConfigError, b: ConfigError) -> bool:
+    return (a.mark, a.field, a.summary) == (b.mark, b.field, b.summary)
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """Something worth fixing that does not stop the run (and never changes the exit code)."""
+
+    message: str
+    mark: SourceMark | None = None
+    field: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.mark}: " if self.mark else ""
+        what = f"{self.field}: " if self.field else ""
+        text = f"{where}{what}{self.message}"
+        return f"{text}\n  hint: {self.hint}" if self.hint else text

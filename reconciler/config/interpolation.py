@@ -61,6 +61,11 @@ class Interpolator:
         self._environ = environ
         self._files: dict[Path, str] = {}
 
+    @property
+    def files_read(self) -> tuple[Path, ...]:
+        """The files `${file:...}` has read so far (to check who else may read them)."""
+        return tuple(self._files)
+
     def render(
         self, value: Any, base_dir: Path, count_index: int | None = None, allow_references: bool = False
     ) -> Rendered:
