@@ -45,6 +45,12 @@ from reconciler.render import (
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import DamagedStateError, parse_state_text, repairable_by_removal
+from reconciler.views.diagnostics import (
+    diagnostics_of,
+    render_config_error,
+    render_diagnostics,
+    validation_report,
+)
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
 from reconciler.views.state_json import state_to_json
 
@@ -104,6 +110,7 @@ class Location:
     backend_config: dict[str, str]
     lock_timeout: float
     allow_foreign_state: bool = False
+    show_warnings: bool = True
     _config: Config | None = None
     _backend: StateBackend | None = None
 
@@ -116,6 +123,8 @@ class Location:
                 self.session.scrubber.add(*exc.secrets)
                 raise
             self.session.scrubber.add(*self._config.secrets)
+            if self.show_warnings:
+                render_diagnostics(diagnostics_of(None, self._config.warnings), self.session.console(stderr=True))
         return self._config
 
     def has_config(self) -> bool:
@@ -257,8 +266,14 @@ async def _with_providers(loc: Location, doc: StateDocument,
 
 @cli.command()
 @location_options
-def validate(loc: Location) -> None:
+@click.option("-json", "--json", "as_json", is_flag=True, help="Diagnostics as JSON (Terraform's validate -json).")
+def validate(loc: Location, as_json: bool) -> None:
     """Check the configuration; no API call, no state access."""
+    if as_json:
+        loc.show_warnings = False
+        document, ok = validation_report(lambda: loc.config)
+        click.echo(json.dumps(document, indent=2))
+        raise SystemExit(0 if ok else EXIT_ERROR)
     config = loc.config
     loc.session.console().print(
         f"Success! The configuration is valid: {len(config.resources)} resources in {len(config.files)} file(s)."
@@ -922,6 +937,11 @@ def main() -> NoReturn:
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
         exc.show()
+        sys.exit(EXIT_ERROR)
+    except ConfigError as exc:
+        if session.debug:
+            traceback.print_exc()
+        render_config_error(exc, session.console(stderr=True))
         sys.exit(EXIT_ERROR)
     except ReconcilerError as exc:
         if session.debug:
