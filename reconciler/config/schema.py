@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reconciler.config.schema_docs import apply_schema_docs
 from reconciler.expiry import parse_duration
 from reconciler.limits import MAX_VOLUME_GB, MIN_VOLUME_GB
 from reconciler.model import Kind
@@ -545,6 +546,7 @@ def config_json_schema() -> dict[str, Any]:
     for name, definition in schema.get("$defs", {}).items():
         if name not in _UNINTERPOLATED_DEFINITIONS:
             _allow_interpolation(definition)
+    apply_schema_docs(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
