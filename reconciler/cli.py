@@ -51,6 +51,7 @@ from reconciler.views.diagnostics import (
     render_diagnostics,
     validation_report,
 )
+from reconciler.views.mermaid import config_mermaid, summary_with_diagram
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
 from reconciler.views.state_json import state_to_json
 
@@ -545,7 +546,7 @@ def show(loc: Location, plan_file: Path | None, as_json: bool, summary: bool) ->
     if plan_file is not None:
         plan_obj, _ = read_plan_file(plan_file)
         if summary:
-            click.echo(plan_summary_markdown(plan_obj))
+            click.echo(summary_with_diagram(plan_obj, plan_summary_markdown))
         elif as_json:
             click.echo(json.dumps(plan_to_json(plan_obj), indent=2))
         else:
@@ -629,9 +630,12 @@ def ssh_config(loc: Location) -> None:
 
 @cli.command()
 @location_options
-def graph(loc: Location) -> None:
-    """Print the dependency graph as DOT (pipe to `dot -Tsvg`)."""
-    click.echo(DependencyGraph({a: r.depends_on for a, r in loc.config.resources.items()}).to_dot(), nl=False)
+@click.option("--format", "form", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True,
+              help="DOT (pipe to `dot -Tsvg`) or Mermaid (GitHub renders it in Markdown).")
+def graph(loc: Location, form: str) -> None:
+    """Print the dependency graph as DOT or Mermaid."""
+    edges = {a: r.depends_on for a, r in loc.config.resources.items()}
+    click.echo(config_mermaid(edges) if form == "mermaid" else DependencyGraph(edges).to_dot(), nl=False)
 
 
 @cli.command()
