@@ -22,6 +22,7 @@ from rich.table import Table
 
 from reconciler import engine
 from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.completion import SHELLS, complete_addresses, completion_script
 from reconciler.config import KNOWN_PROVIDERS, Config, config_json_schema, load_config
 from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
 from reconciler.cost_report import cost_table
@@ -285,9 +286,9 @@ def validate(loc: Location, as_json: bool) -> None:
 
 def plan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--target", "targets", multiple=True, metavar="ADDRESS",
+        click.option("--target", "targets", multiple=True, metavar="ADDRESS", shell_complete=complete_addresses,
                      help="Limit to this resource and what it depends on (repeatable)."),
-        click.option("--replace", "replace", multiple=True, metavar="ADDRESS",
+        click.option("--replace", "replace", multiple=True, metavar="ADDRESS", shell_complete=complete_addresses,
                      help="Force replacement of this resource (repeatable)."),
         click.option("--reselect", is_flag=True,
                      help="Pick the cheapest offering again for requirement-based instances."),
@@ -566,6 +567,13 @@ def init(session: Session, directory: Path, providers: tuple[str, ...], gpu_type
              offerings_for=lambda names: _run(engine.list_offerings(None, None, set(names))))
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the shell completion script (eval it in bash/zsh, source it in fish)."""
+    click.echo(completion_script(cli, shell))
+
+
 # ----------------------------------------------------------------------------- show, graph, schema
 
 
@@ -639,7 +647,7 @@ def _output_hint(doc: StateDocument, declared: dict[str, Any]) -> str:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("address")
+@click.argument("address", shell_complete=complete_addresses)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @location_options
 def ssh(loc: Location, address: str, command: tuple[str, ...]) -> None:
@@ -695,7 +703,7 @@ def refresh(loc: Location) -> None:
 
 
 @cli.command("import")
-@click.argument("address")
+@click.argument("address", shell_complete=complete_addresses)
 @click.argument("id")
 @location_options
 def import_(loc: Location, address: str, id: str) -> None:
@@ -795,7 +803,7 @@ def state_list(loc: Location) -> None:
 
 
 @state.command("show")
-@click.argument("address")
+@click.argument("address", shell_complete=complete_addresses)
 @location_options
 def state_show(loc: Location, address: str) -> None:
     """Show one resource's state entry."""
@@ -819,7 +827,7 @@ def _edit_state(
 
 
 @state.command("rm")
-@click.argument("addresses", nargs=-1, required=True)
+@click.argument("addresses", nargs=-1, required=True, shell_complete=complete_addresses)
 @location_options
 def state_rm(loc: Location, addresses: tuple[str, ...]) -> None:
     """Forget resources without deleting them (they keep running and billing)."""
@@ -844,7 +852,7 @@ def _canonical_or_as_written(text: str) -> str:
 
 
 @state.command("mv")
-@click.argument("source")
+@click.argument("source", shell_complete=complete_addresses)
 @click.argument("destination")
 @location_options
 def state_mv(loc: Location, source: str, destination: str) -> None:
