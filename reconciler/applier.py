@@ -56,6 +56,9 @@ class ApplyObserver(Protocol):
 
     def waiting(self, change: Change, status: str, seconds: float) -> None: ...
 
+    def status_seen(self, change: Change, api_status: str) -> None:
+        """Every poll of a booting instance: the API's own status word (for a live view)."""
+
     def capacity_fallback(
         self, change: Change, refused: str, error: str, next: str, attempt: int, reason: str = "no capacity"
     ) -> None: ...
@@ -72,6 +75,9 @@ class SilentObserver:
         return None
 
     def waiting(self, change: Change, status: str, seconds: float) -> None:
+        return None
+
+    def status_seen(self, change: Change, api_status: str) -> None:
         return None
 
     def capacity_fallback(
@@ -624,6 +630,8 @@ class Applier:
         while True:
             seen = await watcher.observe(id)
             elapsed = self.clock() - started
+            if seen is not None:
+                self.observer.status_seen(change, seen.api_status or seen.status.value)
             if seen is None:
                 await self._record_status(address, id, Status.DELETED.value)
                 raise ReconcilerError(f"{change.address}: instance {id} disappeared while booting")

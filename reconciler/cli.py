@@ -47,6 +47,7 @@ from reconciler.starter import StarterChoices, find_public_key
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import DamagedStateError, parse_state_text, repairable_by_removal
+from reconciler.views.apply_live import choose_apply_observer, showing
 from reconciler.views.diagnostics import (
     diagnostics_of,
     render_config_error,
@@ -478,8 +479,8 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
                 _confirm(session, req.auto_approve, req.what)
         stop = asyncio.Event()
         console = session.console()
-        observer = make_apply_observer(console, req.as_json)
-        with _interruptible(session, stop):
+        observer = choose_apply_observer(console, req.as_json, session.no_color, make_apply_observer)
+        with _interruptible(session, stop), showing(observer):
             outputs = loc.config.outputs if req.what == "apply" else {}
             result = await engine.apply_plan(plan, doc, loc.backend, providers, req.apply_options(embedded),
                                              observer, stop, outputs)

@@ -221,6 +221,7 @@ class LiveResource:
     marker: str | None = None
     hourly_price: float | None = None
     status_details: str | None = None
+    api_status: str | None = None  # the API's own status word (e.g. pending_provider), for display
     computed: dict[str, Any] = field(default_factory=dict)
     spent: float | None = None  # dollars billed so far, where the API reports it
 

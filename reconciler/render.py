@@ -1294,6 +1294,9 @@ class ReportingApplyObserver:
     def waiting(self, change: Change, status: str, seconds: float) -> None:
         self.reporter.waiting(change, status, seconds)
 
+    def status_seen(self, change: Change, api_status: str) -> None:
+        """Lines report waits through `waiting` only, so a log gets one line per interval."""
+
     def capacity_fallback(
         self, change: Change, refused: str, error: str, next: str, attempt: int, reason: str = "no capacity"
     ) -> None:

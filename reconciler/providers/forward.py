@@ -321,6 +321,7 @@ class ForwardProvider:
             id=str(item.get("id", "")),
             name=name,
             status=status_from_api(item.get("status")) if has_status else Status.ACTIVE,
+            api_status=str(item["status"]) if item.get("status") is not None else None,
             attributes=attributes,
             marker=marker,
             hourly_price=hourly_price,

@@ -451,6 +451,7 @@ class ShadeformProvider:
             id=str(item.get("id", "")),
             name=name,
             status=status_from_api(item.get("status")),
+            api_status=str(item["status"]) if item.get("status") is not None else None,
             attributes=attributes,
             marker=marker,
             hourly_price=_dollars_from_cents(item.get("hourly_price")),

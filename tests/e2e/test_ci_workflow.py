@@ -85,6 +85,7 @@ def test_pipeline_plans_pull_requests_and_applies_them_after_merge(checkout: Che
     assert "| `instances.inference` | create |" in summary
     assert "| `instances.worker[1]` | create |" in summary
     assert "**Plan: 5 to add, 0 to change, 0 to destroy.**" in summary
+    assert "```mermaid\nflowchart LR\n" in summary
     assert not checkout.infra.state_path.exists()
     assert checkout.infra.ledger() == []
 
