@@ -58,6 +58,7 @@ from reconciler.views.init_wizard import run_init
 from reconciler.views.mermaid import config_mermaid, summary_with_diagram
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
 from reconciler.views.state_json import state_to_json
+from reconciler.views.tables import FittingConsole, state_list_json
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
@@ -100,7 +101,7 @@ class Session:
         stream = sys.stderr if stderr else sys.stdout
         # Logs (CI, pipes) get wide tables instead of 80 columns; COLUMNS still wins.
         width = None if stream.isatty() or "COLUMNS" in os.environ else 160
-        return Console(stderr=stderr, no_color=self.no_color, highlight=False, soft_wrap=True, width=width)
+        return FittingConsole(stderr=stderr, no_color=self.no_color, highlight=False, soft_wrap=True, width=width)
 
 
 @dataclass
@@ -796,10 +797,15 @@ def state() -> None:
 
 @state.command("list")
 @location_options
-def state_list(loc: Location) -> None:
+@click.option("-json", "--json", "as_json", is_flag=True, help="Address, provider, id and status of each, as JSON.")
+def state_list(loc: Location, as_json: bool) -> None:
     """List the addresses in state."""
     doc = loc.read_existing_state()
-    for address in sorted(doc.resources, key=lambda a: Address.parse(a).sort_key()):
+    addresses = sorted(doc.resources, key=lambda a: Address.parse(a).sort_key())
+    if as_json:
+        click.echo(json.dumps(state_list_json(doc, addresses), indent=2))
+        return
+    for address in addresses:
         click.echo(address)
 
 
