@@ -52,6 +52,7 @@ from reconciler.views.diagnostics import (
     diagnostics_of,
     render_config_error,
     render_diagnostics,
+    render_plan_warnings,
     validation_report,
 )
 from reconciler.views.init_wizard import run_init
@@ -359,6 +360,7 @@ def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], rese
             return
         outcome = _run(_with_providers(
             loc, doc, lambda p: engine.make_plan(p, loc.config, doc, options, refresh_live=refresh_live)))
+    render_plan_warnings(outcome.warnings, loc.session.console(stderr=True))
     _print_plan(loc.session, outcome.plan, as_json)
     if out is not None:
         write_plan_file(out, outcome.plan, loc.config.name)
@@ -471,6 +473,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
             plan, doc = req.saved, outcome.state
         else:
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=req.refresh_live)
+            render_plan_warnings(outcome.warnings, session.console(stderr=True))
             plan, doc = outcome.plan, outcome.state
             _print_plan(session, plan, req.as_json)
             if not plan.has_changes and not outcome.settled:

@@ -39,6 +39,7 @@ from reconciler.planner import (
     refresh_state,
     resolve_pending,
 )
+from reconciler.price_caps import price_cap_warnings
 from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings
 from reconciler.state.backend import StateBackend
@@ -419,6 +420,7 @@ class PlanOutcome:
     plan: Plan
     state: StateDocument  # the state the plan was made from, pending operations settled
     settled: tuple[str, ...]
+    warnings: tuple[tuple[Address, str], ...] = ()  # price caps no offering meets
 
 
 async def make_plan(
@@ -455,7 +457,8 @@ async def make_plan(
     plan = replace(plan, outputs=planned_outputs)
     if settled:
         plan = replace(plan, notes=settled + plan.notes)
-    return PlanOutcome(plan=plan, state=doc, settled=settled)
+    warnings = tuple(price_cap_warnings(config.resources, live.offerings))
+    return PlanOutcome(plan=plan, state=doc, settled=settled, warnings=warnings)
 
 
 async def apply_plan(

@@ -223,3 +223,14 @@ def validation_report(load: Callable[[], Any]) -> tuple[dict[str, Any], bool]:
     except ConfigError as error:
         return validate_json(diagnostics_of(error)), False
     return validate_json(diagnostics_of(None, config.warnings)), True
+
+
+def render_plan_warnings(warnings: Sequence[tuple[Any, str]], console: Console) -> None:
+    """Warnings found while planning (price caps no offering meets); stderr, never the exit code."""
+    render_diagnostics(
+        [
+            Diagnostic("warning", message, "raise the cap, or see the prices with `reconciler offerings`", None)
+            for _, message in warnings
+        ],
+        console,
+    )
