@@ -3,8 +3,8 @@ below every offering that matches an instance's other requirements.
 
 An instance pinned by an earlier plan keeps its offering, so such a cap does not fail the
 plan; but `--reselect`, a replacement or a capacity fallback would find nothing. The check
-needs the catalogue, so it runs at plan time (never in validate) and never changes the exit
-code.
+needs the catalogue, so it runs at plan time (never in validate), for the providers whose
+catalogue the plan read anyway (no extra API call), and never changes the exit code.
 """
 
 from __future__ import annotations
