@@ -118,9 +118,10 @@ class ReferenceResolver:
                 volume = self._reference(Kind.VOLUME, text, member, place)
                 if str(volume) in volumes:
                     raise member.origin.fail(place, f"{volume} is listed twice")
-                offering = self._check_volume_placement(
-                    member, by_address[volume], attributes, offering, place
-                )
+                if volume in by_address:  # else its entry failed to load, and was reported
+                    offering = self._check_volume_placement(
+                        member, by_address[volume], attributes, offering, place
+                    )
                 volumes.append(str(volume))
                 dependencies.setdefault(volume, place)
             try:

@@ -116,6 +116,33 @@ def test_a_reference_to_a_broken_entry_is_not_reported_again(tmp_path: Path) -> 
     assert not any("data" in e.summary and "no volume" in e.summary for e in error.errors)
 
 
+def test_an_instance_mounting_a_volume_that_failed_to_load_reports_only_the_volume(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "main.yaml",
+        """\
+        volumes:
+          - name: data
+            provider: shadeform
+            cloud: lambdalabs
+            regoin: us-east-1
+            size_gb: 10
+        instances:
+          - name: web
+            provider: shadeform
+            cloud: lambdalabs
+            region: us-east-1
+            shade_instance_type: A6000
+            volumes: [data]
+            envs: {X: "${volumes.data.size_gb}"}
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert caught.value.summary == "unknown key 'regoin'"
+    assert not isinstance(caught.value, ConfigErrors)
+
+
 def test_a_single_error_keeps_its_own_type(tmp_path: Path) -> None:
     path = write(tmp_path, "main.yaml", "instancs: []\n")
     with pytest.raises(ConfigError) as caught:
