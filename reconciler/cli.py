@@ -117,7 +117,6 @@ class Location:
     backend_config: dict[str, str]
     lock_timeout: float
     allow_foreign_state: bool = False
-    show_warnings: bool = True
     _config: Config | None = None
     _backend: StateBackend | None = None
 
@@ -130,8 +129,6 @@ class Location:
                 self.session.scrubber.add(*exc.secrets)
                 raise
             self.session.scrubber.add(*self._config.secrets)
-            if self.show_warnings:
-                render_diagnostics(diagnostics_of(None, self._config.warnings), self.session.console(stderr=True))
         return self._config
 
     def has_config(self) -> bool:
@@ -277,11 +274,11 @@ async def _with_providers(loc: Location, doc: StateDocument,
 def validate(loc: Location, as_json: bool) -> None:
     """Check the configuration; no API call, no state access."""
     if as_json:
-        loc.show_warnings = False
         document, ok = validation_report(lambda: loc.config)
         click.echo(json.dumps(document, indent=2))
         raise SystemExit(0 if ok else EXIT_ERROR)
     config = loc.config
+    render_diagnostics(diagnostics_of(None, config.warnings), loc.session.console(stderr=True))
     loc.session.console().print(
         f"Success! The configuration is valid: {len(config.resources)} resources in {len(config.files)} file(s)."
     )
@@ -360,7 +357,7 @@ def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], rese
             return
         outcome = _run(_with_providers(
             loc, doc, lambda p: engine.make_plan(p, loc.config, doc, options, refresh_live=refresh_live)))
-    render_plan_warnings(outcome.warnings, loc.session.console(stderr=True))
+    render_plan_warnings(outcome.warnings, loc.config.warnings, loc.session.console(stderr=True))
     _print_plan(loc.session, outcome.plan, as_json)
     if out is not None:
         write_plan_file(out, outcome.plan, loc.config.name)
@@ -473,7 +470,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
             plan, doc = req.saved, outcome.state
         else:
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=req.refresh_live)
-            render_plan_warnings(outcome.warnings, session.console(stderr=True))
+            render_plan_warnings(outcome.warnings, loc.config.warnings, session.console(stderr=True))
             plan, doc = outcome.plan, outcome.state
             _print_plan(session, plan, req.as_json)
             if not plan.has_changes and not outcome.settled:

@@ -225,12 +225,21 @@ def validation_report(load: Callable[[], Any]) -> tuple[dict[str, Any], bool]:
     return validate_json(diagnostics_of(None, config.warnings)), True
 
 
-def render_plan_warnings(warnings: Sequence[tuple[Any, str]], console: Console) -> None:
-    """Warnings found while planning (price caps no offering meets); stderr, never the exit code."""
+def render_plan_warnings(
+    warnings: Sequence[tuple[Any, str]], config_warnings: Iterable[ConfigWarning], console: Console
+) -> None:
+    """What a plan found worth a warning: the configuration's, then price caps no offering meets.
+
+    Printed once the plan is made (an error before then is printed alone); stderr, never the
+    exit code.
+    """
     render_diagnostics(
         [
-            Diagnostic("warning", message, "raise the cap, or see the prices with `reconciler offerings`", None)
-            for _, message in warnings
+            *(Diagnostic.of_warning(warning) for warning in config_warnings),
+            *(
+                Diagnostic("warning", message, "raise the cap, or see the prices with `reconciler offerings`", None)
+                for _, message in warnings
+            ),
         ],
         console,
     )

@@ -54,3 +54,14 @@ def test_graph_as_mermaid_and_dot(tmp_path: Path) -> None:
         "flowchart LR", '  n0["volumes.data"]:::unchanged', '  n1["instances.web"]:::unchanged', "  n1 --> n0"]
     code, out = invoke("graph", "-f", str(path))
     assert out.startswith("digraph reconciler {")
+
+
+def test_validate_prints_warnings_and_still_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "main.yaml"
+    path.write_text(CONFIG.replace("forward: {endpoint: embedded}", "forward: {endpoint: embedded, api_key: fk-0123456789}"))
+    path.chmod(0o644)
+    result = CliRunner().invoke(cli, ["validate", "-f", str(path)], obj=Session(), catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "Warning: " in result.output and "every user of this machine can read it" in result.output
+    assert "fk-0123456789" not in result.output
+    assert "Success! The configuration is valid" in result.output

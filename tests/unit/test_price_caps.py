@@ -6,6 +6,7 @@ import io
 
 from rich.console import Console
 
+from reconciler.config.diagnostics import ConfigWarning
 from reconciler.model import Address, Kind, Offering, OfferingRequest, Resource
 from reconciler.price_caps import price_cap_warnings
 from reconciler.views.diagnostics import render_plan_warnings
@@ -46,8 +47,12 @@ def test_caps_below_every_matching_offering_are_reported_once_per_entry() -> Non
 
 def test_plan_warnings_render_as_warnings() -> None:
     console = Console(record=True, width=200, file=io.StringIO())
-    render_plan_warnings([(Address(Kind.INSTANCE, "x"), "instances.x: max_hourly_price 1 is below ...")], console)
+    secret_file = ConfigWarning("main.yaml holds a secret", hint="chmod 600 main.yaml")
+    render_plan_warnings(
+        [(Address(Kind.INSTANCE, "x"), "instances.x: max_hourly_price 1 is below ...")], [secret_file], console
+    )
     assert console.export_text() == (
+        "Warning: main.yaml holds a secret\n  hint: chmod 600 main.yaml\n\n"
         "Warning: instances.x: max_hourly_price 1 is below ...\n"
         "  hint: raise the cap, or see the prices with `reconciler offerings`\n"
     )
