@@ -278,7 +278,8 @@ def validate(loc: Location, as_json: bool) -> None:
         click.echo(json.dumps(document, indent=2))
         raise SystemExit(0 if ok else EXIT_ERROR)
     config = loc.config
-    render_diagnostics(diagnostics_of(None, config.warnings), loc.session.console(stderr=True))
+    render_diagnostics(diagnostics_of(None, config.warnings), loc.session.console(stderr=True),
+                       scrub=loc.session.scrubber.scrub)
     loc.session.console().print(
         f"Success! The configuration is valid: {len(config.resources)} resources in {len(config.files)} file(s)."
     )
@@ -993,7 +994,8 @@ def main() -> NoReturn:
     except ConfigError as exc:
         if session.debug:
             traceback.print_exc()
-        render_config_error(exc, session.console(stderr=True))
+        session.scrubber.add(*exc.secrets)
+        render_config_error(exc, session.console(stderr=True), session.scrubber.scrub)
         sys.exit(EXIT_ERROR)
     except ReconcilerError as exc:
         if session.debug:

@@ -110,7 +110,11 @@ def _severity_style(severity: Severity) -> str:
     return "bold red" if severity == "error" else "bold yellow"
 
 
-def diagnostic_text(diagnostic: Diagnostic) -> Text:
+def _unchanged(text: str) -> str:
+    return text
+
+
+def diagnostic_text(diagnostic: Diagnostic, scrub: Callable[[str], str] = _unchanged) -> Text:
     """`Error: file:line:col: field: message`, the source line with a caret under the
     offending text, and the one-line fix."""
     label = "Error" if diagnostic.severity == "error" else "Warning"
@@ -118,28 +122,36 @@ def diagnostic_text(diagnostic: Diagnostic) -> Text:
     what = f"{diagnostic.field}: " if diagnostic.field else ""
     text = Text()
     text.append(f"{label}: ", style=_severity_style(diagnostic.severity))
-    text.append(f"{where}{what}{diagnostic.summary}")
+    text.append(scrub(f"{where}{what}{diagnostic.summary}"))
     line = source_line(diagnostic.mark)
     if line is not None:
         gutter = " " * len(str(line.number))
         text.append(f"\n {gutter} |\n")
         text.append(f" {line.number} | ", style="blue")
-        text.append(line.text)
+        text.append(scrub(line.text))
         text.append(f"\n {gutter} | ", style="blue")
         text.append(" " * line.start)
         text.append("^" * (line.end - line.start), style=_severity_style(diagnostic.severity))
     if diagnostic.detail:
         text.append("\n  hint: ", style="cyan")
-        text.append(diagnostic.detail)
+        text.append(scrub(diagnostic.detail))
     return text
 
 
-def render_diagnostics(diagnostics: Sequence[Diagnostic], console: Console, omitted: bool = False) -> None:
-    """Each diagnostic, a blank line between them, and a count when there are several errors."""
+def render_diagnostics(
+    diagnostics: Sequence[Diagnostic],
+    console: Console,
+    omitted: bool = False,
+    scrub: Callable[[str], str] = _unchanged,
+) -> None:
+    """Each diagnostic, a blank line between them, and a count when there are several errors.
+
+    `scrub` removes secrets before rich lays the text out: rich expands tabs and escapes,
+    which would hide a secret from a scrubber that only sees the printed result."""
     for position, diagnostic in enumerate(diagnostics):
         if position:
             console.print()
-        console.print(diagnostic_text(diagnostic), soft_wrap=True)
+        console.print(diagnostic_text(diagnostic, scrub), soft_wrap=True)
     errors = [d for d in diagnostics if d.severity == "error"]
     if len(errors) > 1 or omitted:
         files = {d.mark.file for d in errors if d.mark}
@@ -148,8 +160,8 @@ def render_diagnostics(diagnostics: Sequence[Diagnostic], console: Console, omit
         console.print(Text(f"\nFound {len(errors)} errors{in_files}{more}.", style="bold red"))
 
 
-def render_config_error(error: ConfigError, console: Console) -> None:
-    render_diagnostics(diagnostics_of(error), console, omitted=bool(getattr(error, "omitted", 0)))
+def render_config_error(error: ConfigError, console: Console, scrub: Callable[[str], str] = _unchanged) -> None:
+    render_diagnostics(diagnostics_of(error), console, omitted=bool(getattr(error, "omitted", 0)), scrub=scrub)
 
 
 # -- validate -json ---------------------------------------------------------------------------

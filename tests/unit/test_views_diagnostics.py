@@ -164,3 +164,20 @@ def test_warnings_render_with_their_own_label() -> None:
     console = screen(80)
     render_diagnostics([Diagnostic("warning", "deprecated", "use the new key", None)], console)
     assert console.export_text() == "Warning: deprecated\n  hint: use the new key\n"
+
+
+def test_secrets_are_scrubbed_before_rich_lays_the_text_out() -> None:
+    """rich expands a tab to spaces; a scrubber that saw only the printed text would miss it."""
+    from reconciler.redaction import Scrubber
+
+    secret = "hunter2-secret\tvalue"
+    scrubber = Scrubber()
+    scrubber.add(secret)
+    error = ConfigError(f"{secret!s} is not a valid name", None, "instances[0].name", hint=f"not {secret}")
+    console = screen(120)
+    render_config_error(error, console, scrubber.scrub)
+    text = console.export_text()
+    assert "hunter2" not in text and "(sensitive)" in text
+    leaky = screen(120)
+    render_config_error(error, leaky)
+    assert "hunter2-secret" in leaky.export_text()  # without the scrubber the value is there
