@@ -22,8 +22,8 @@ from rich.table import Table
 
 from reconciler import engine
 from reconciler.applier import ApplyOptions, ApplyResult
-from reconciler.completion import SHELLS, complete_addresses, completion_script
-from reconciler.config import KNOWN_PROVIDERS, Config, config_json_schema, load_config
+from reconciler.completion import complete_addresses, completion_command
+from reconciler.config import Config, config_json_schema, load_config
 from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
 from reconciler.cost_report import cost_table
 from reconciler.errors import ConfigError, ReconcilerError, StateError
@@ -43,7 +43,6 @@ from reconciler.render import (
     render_plan,
     render_state_table,
 )
-from reconciler.starter import StarterChoices, find_public_key
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import DamagedStateError, parse_state_text, repairable_by_removal
@@ -55,7 +54,7 @@ from reconciler.views.diagnostics import (
     render_plan_warnings,
     validation_report,
 )
-from reconciler.views.init_wizard import run_init
+from reconciler.views.init_wizard import init_command
 from reconciler.views.mermaid import config_mermaid, summary_with_diagram
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
 from reconciler.views.state_json import state_to_json
@@ -539,44 +538,6 @@ def destroy(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], r
         parse_duration(create_timeout), poll, None, "destroy"))
 
 
-@cli.command()
-@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False), default=Path("."))
-@click.option("--provider", "providers", multiple=True, type=click.Choice(list(KNOWN_PROVIDERS)),
-              help="Provider to declare (repeatable; the first one runs the instance). Default: shadeform.")
-@click.option("--gpu", "gpu_type", default=None, help="GPU type of the instance, e.g. H100 (default: A6000).")
-@click.option("--num-gpus", type=click.IntRange(1, 64), default=None, help="GPUs of the instance (default: 1).")
-@click.option("--max-price", type=float, default=None, help="Highest $/h for the instance.")
-@click.option("--real-api", is_flag=True, help="Use the providers' APIs (API keys from the environment) "
-              "instead of the built-in emulator.")
-@click.option("--ssh-key", "ssh_key", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-              help="SSH public key to declare (default: the first of ~/.ssh/*.pub).")
-@click.option("--no-ssh-key", is_flag=True, help="Declare no SSH key.")
-@click.option("--interactive/--no-interactive", default=None,
-              help="Ask on a terminal (the default there, unless choices are given as flags).")
-@click.option("--force", is_flag=True, help="Overwrite main.yaml and the schema file if they exist.")
-@click.pass_obj
-def init(session: Session, directory: Path, providers: tuple[str, ...], gpu_type: str | None, num_gpus: int | None,
-         max_price: float | None, real_api: bool, ssh_key: Path | None, no_ssh_key: bool,
-         interactive: bool | None, force: bool) -> None:
-    """Write a starter configuration (and a .gitignore for its state) into DIRECTORY."""
-    home = Path.home()
-    choices = StarterChoices(
-        providers=providers or ("shadeform",), gpu_type=gpu_type or "A6000", num_gpus=num_gpus or 1,
-        max_hourly_price=max_price, real_api=real_api,
-        public_key=None if no_ssh_key else (ssh_key or find_public_key(home)))
-    flagged = bool(providers or gpu_type or num_gpus or max_price is not None)
-    ask = interactive if interactive is not None else (sys.stdin.isatty() and sys.stdout.isatty() and not flagged)
-    run_init(session.console(), directory, choices, interactive=ask, force=force, home=home,
-             offerings_for=lambda names: _run(engine.list_offerings(None, None, set(names))))
-
-
-@cli.command()
-@click.argument("shell", type=click.Choice(SHELLS))
-def completion(shell: str) -> None:
-    """Print the shell completion script (eval it in bash/zsh, source it in fish)."""
-    click.echo(completion_script(cli, shell))
-
-
 # ----------------------------------------------------------------------------- show, graph, schema
 
 
@@ -968,6 +929,10 @@ def state_migrate(loc: Location, to_type: str, to_config: tuple[str, ...]) -> No
         f"Migrated {len(doc.resources)} resources (serial {doc.serial}) to {destination.description}.\n"
         "Point the configuration's backend at it, then `reconciler plan` should show no changes."
     )
+
+
+cli.add_command(init_command)
+cli.add_command(completion_command)
 
 
 # ----------------------------------------------------------------------------- entry point

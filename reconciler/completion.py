@@ -55,3 +55,11 @@ def completion_script(cli: click.Command, shell: str, prog_name: str = "reconcil
     if cls is None:
         raise click.BadParameter(f"no completion for {shell!r} (one of {', '.join(SHELLS)})")
     return cls(cli, {}, prog_name, COMPLETE_VAR).source()
+
+
+@click.command("completion")
+@click.argument("shell", type=click.Choice(SHELLS))
+@click.pass_context
+def completion_command(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script (eval it in bash/zsh, source it in fish)."""
+    click.echo(completion_script(ctx.find_root().command, shell))
