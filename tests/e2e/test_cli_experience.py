@@ -25,14 +25,19 @@ def display(screen: pyte.Screen) -> str:
     return "\n".join(line.rstrip() for line in screen.display).rstrip()
 
 
-def run_in_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, list[str], str]:
-    """Run the CLI on a pseudo-terminal; the screens seen while it ran and the last one."""
+def run_in_terminal(
+    args: list[str], cwd: Path, env: dict[str, str], typed: str = ""
+) -> tuple[int, list[str], str]:
+    """Run the CLI on a pseudo-terminal (with `typed` waiting as keyboard input); the screens
+    seen while it ran and the last one."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
     process = subprocess.Popen(
         [str(reconciler_executable()), *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave
     )
     os.close(slave)
+    if typed:
+        os.write(master, typed.encode())
     screen = pyte.Screen(COLUMNS, LINES)
     stream = pyte.ByteStream(screen)
     screens: list[str] = []
@@ -99,3 +104,15 @@ def test_init_then_validate_then_apply_with_the_live_view(tmp_path: Path, home: 
     assert any("+ ssh_keys.me" in s for s in live) or "ssh_keys.me" in final
     assert final.endswith("Apply complete! Resources: 2 added, 0 changed, 0 destroyed.")
     assert "in flight" not in final
+
+
+def test_init_on_a_terminal_asks_for_providers_and_a_gpu_from_the_offerings(tmp_path: Path, home: Path) -> None:
+    env = cli_environment({"HOME": str(home), "TERM": "xterm-256color"})
+    env.pop("CI", None)
+    # Answers: providers, GPU number 1, the suggested price cap, and no to the real APIs.
+    code, _, final = run_in_terminal(["init", "infra"], tmp_path, env, typed="forward\n1\n\nn\n")
+    assert code == 0, final
+    assert "Cheapest available GPUs:" in final and "   1. " in final and " on forward, from $" in final
+    text = (tmp_path / "infra" / "main.yaml").read_text()
+    assert "  forward:\n" in text and "    provider: forward\n" in text and "max_hourly_price: " in text
+    assert final.endswith("Next:\n  reconciler plan -f infra\n  reconciler apply -f infra")
