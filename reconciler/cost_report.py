@@ -14,7 +14,8 @@ from typing import Any
 from rich.table import Table
 
 from reconciler.model import HOURS_PER_MONTH, Address, Kind, Status
-from reconciler.planner import GONE_STATUSES, LiveView
+from reconciler.planner import LiveView
+from reconciler.planner_passes import GONE_STATUSES
 from reconciler.state.model import StateDocument
 
 

@@ -37,8 +37,8 @@ from reconciler.planner import (
     providers_needing_offerings,
     refresh_computed,
     refresh_state,
-    resolve_pending,
 )
+from reconciler.planner_pending import resolve_pending
 from reconciler.price_caps import price_cap_warnings
 from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings

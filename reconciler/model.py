@@ -100,6 +100,21 @@ class Action(str, Enum):
     NOOP = "no-op"
 
 
+class ActionReason(str, Enum):
+    """Why the planner chose a change's action, as plan JSON's `action_reason` names it.
+
+    The planner sets it on each Change it makes (None where Terraform names no reason: a
+    plain create or update, a delete asked for with `destroy`, an old object's delete);
+    views show it. Like the prose reasons it is for display, never for decisions.
+    """
+
+    REPLACE_BECAUSE_TAINTED = "replace_because_tainted"  # in error, or never became active
+    REPLACE_BY_REQUEST = "replace_by_request"  # --replace
+    REPLACE_BECAUSE_CANNOT_UPDATE = "replace_because_cannot_update"
+    DELETE_BECAUSE_NO_RESOURCE_CONFIG = "delete_because_no_resource_config"
+    CREATE_BECAUSE_DELETED_OUTSIDE = "create_because_deleted_outside"
+
+
 @dataclass(frozen=True)
 class Lifecycle:
     prevent_destroy: bool = False
@@ -278,6 +293,7 @@ class Change:
     unknown: tuple[str, ...] = ()  # paths of `after` that hold references known only after apply
     candidates: tuple[Candidate, ...] = ()
     fallback_on_boot_failure: bool = False
+    reason: ActionReason | None = None
 
     @property
     def destroys_data(self) -> bool:

@@ -1,16 +1,17 @@
 """plan(config, state, live) -> Plan. Pure: no I/O, no provider imports.
 
-Two steps, both pure:
-- `resolve_pending` settles operations a crashed run left half-done, from live resources
-  found by ownership marker (adopt what exists, forget what never happened);
-- `plan_changes` diffs desired resources against state refreshed by live.
+`plan_changes` reads as its passes, in the spirit of Terraform's graph transformers: each
+desired resource is diffed on its own, in dependency order (`plan_resource`); then passes
+over the whole plan (`planner_passes`) add the deletes of removed resources, explain values
+known only after apply, keep to `--target`, attach the offering choices, check that what is
+created can be, spread create_before_destroy and enforce prevent_destroy; the deletes of
+deposed objects, the cost and the orphans close it. Before any of it, `planner_pending`
+settles the operations a crashed run left half-done.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,30 +24,38 @@ from reconciler.model import (
     CREATE_TIMED_OUT,
     MASK_PREFIX,
     Action,
+    ActionReason,
     Address,
     Change,
-    CostSummary,
     Kind,
     LiveResource,
     Offering,
     OfferingRequest,
-    Orphan,
     Plan,
     Resource,
     Status,
-    marker_belongs_to,
     mask_sensitive,
 )
 from reconciler.plan_checks import check_creatable, pinned_offering
+from reconciler.planner_passes import (
+    GONE_STATUSES,
+    attach_selections,
+    check_prevent_destroy,
+    deposed_deletes,
+    find_orphans,
+    in_plan_order,
+    match_targets,
+    plan_cost,
+    removed_resources,
+    restrict_to_targets,
+    spread_create_before_destroy,
+    target_graph,
+)
 from reconciler.selection import Selection, rank, select
-from reconciler.state.model import DeposedResource, ResourceState, StateDocument
+from reconciler.state.model import ResourceState, StateDocument
 from reconciler.unknowns import PlannedValues, explain_unknowns, resolve_for_plan
 
 LiveKey = tuple[str, Kind]
-# A create is stamped right before it is sent; the client may still wait this long for its
-# own pacing before the request leaves, so a lagging list's window is counted from later.
-PRE_SEND_SLACK_SECONDS = 5.0
-GONE_STATUSES = (Status.DELETING, Status.DELETED)
 OFFERING_KEY = "offering"
 REFERENCE_KEYS = ("ssh_key", "volumes")
 
@@ -80,115 +89,314 @@ class PlanOptions:
     now: datetime | None = None  # when the plan is made: expiry deadlines count from it
 
 
-@dataclass(frozen=True)
-class PendingResolution:
-    state: StateDocument
-    notes: tuple[str, ...]
-    unresolved: tuple[str, ...]
-
-
-def _parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def resolve_pending(
+def plan_changes(
+    resources: Mapping[Address, Resource],
     doc: StateDocument,
     live: LiveView,
-    now: datetime,
-    consistency_seconds: Mapping[str, float] | None = None,
-) -> PendingResolution:
-    """Settle pending operations from live resources, by ownership marker.
+    options: PlanOptions | None = None,
+) -> Plan:
+    """Diff desired resources against state (refreshed by live) into an ordered Plan."""
+    opts = options or PlanOptions()
+    known = set(resources) | {Address.parse(a) for a in doc.resources}
+    forced_replace = match_targets(opts.replace, known, "--replace")
+    targeted = match_targets(opts.targets, known, "--target") if opts.targets else None
 
-    A pending create whose marker is found live is adopted into state; one whose marker
-    is absent, once the provider's lists are consistent, never happened and is dropped.
-    A pending delete whose object is gone (or going) is completed; otherwise dropped and
-    the object stays in state. Pending records that cannot be settled yet stay pending.
-    """
-    if not doc.pending:
-        return PendingResolution(doc, (), ())
-    consistency = consistency_seconds or {}
-    new = doc.model_copy(deep=True)
-    notes: list[str] = []
-    unresolved: list[str] = []
-    keep = []
-    for op in new.pending:
-        kind = Kind(op.kind)
-        if not live.refreshed(op.provider, kind):
-            keep.append(op)
-            unresolved.append(f"{op.op} of {op.address}: {op.provider} {kind.value} were not refreshed")
+    diffs = diff_resources(resources, doc, live, opts, forced_replace)
+    removed = removed_resources(doc, diffs.desired, live, destroy=opts.destroy, expired=diffs.expired)
+    changes = {**diffs.changes, **removed}
+    changes = {a: explain_unknowns(c, changes) for a, c in changes.items()}
+    if targeted is not None:
+        changes = restrict_to_targets(changes, targeted, target_graph(diffs.desired, doc, targeted))
+    changes = attach_selections(changes, diffs.selections, diffs.desired)
+    check_creatable(changes, diffs.desired, doc, live)
+    changes, spread_notes = spread_create_before_destroy(changes)
+    check_prevent_destroy(changes, resources, diffs.finishing_delete)
+
+    ordered = in_plan_order(changes, deposed_deletes(doc))
+    return Plan(
+        changes=ordered,
+        state_serial=doc.serial,
+        state_lineage=doc.lineage,
+        cost=plan_cost(ordered, doc, live, targeted),
+        notes=(*diffs.notes, *spread_notes),
+        orphans=find_orphans(doc, live),
+        foreign=find_foreign_objects(ordered, doc, live),
+    )
+
+
+def check_addresses(
+    resources: Mapping[Address, Resource], doc: StateDocument, options: PlanOptions
+) -> None:
+    """Unknown --target/--replace addresses are user error: refuse them before any API call."""
+    known = set(resources) | {Address.parse(a) for a in doc.resources}
+    match_targets(options.replace, known, "--replace")
+    match_targets(options.targets, known, "--target")
+
+
+@dataclass
+class ResourceDiffs:
+    """What diffing every desired resource found, for the passes that follow."""
+
+    desired: dict[Address, Resource]  # without the instances that expired
+    changes: dict[Address, Change] = field(default_factory=dict)
+    selections: dict[Address, Selection] = field(default_factory=dict)
+    expired: dict[Address, str] = field(default_factory=dict)  # why each one expired
+    finishing_delete: set[Address] = field(default_factory=set)  # replaced as they are being deleted
+    notes: list[str] = field(default_factory=list)
+
+
+def diff_resources(
+    resources: Mapping[Address, Resource],
+    doc: StateDocument,
+    live: LiveView,
+    opts: PlanOptions,
+    forced_replace: Set[Address],
+) -> ResourceDiffs:
+    """`plan_resource` for each desired resource, dependencies first, so a reference reads the
+    value its target is planned to have and a dependency's new id reaches its dependents."""
+    diffs = ResourceDiffs(desired={} if opts.destroy else dict(resources))
+    values = PlannedValues(diffs.changes, diffs.desired, doc, live)
+    new_ids: set[Address] = set()  # addresses whose provider id changes in this plan
+    for address in DependencyGraph({a: r.depends_on for a, r in diffs.desired.items()}).topological_order():
+        if address not in diffs.desired:
             continue
-        if op.op == "create":
-            found = live.by_marker(op.provider, kind, op.marker)
-            if op.id and not found:
-                hit = live.lookup(op.provider, kind, op.id)
-                found = [hit] if hit else []
-            tracked = {r.id for r in new.resources.values()} | {d.id for d in new.deposed}
-            found = [r for r in found if r.status not in GONE_STATUSES and r.id not in tracked]
-            if found:
-                adopted = sorted(found, key=lambda r: r.id)[0]
-                adopted_state = ResourceState(
-                    provider=op.provider,
-                    kind=op.kind,
-                    id=adopted.id,
-                    attributes=op.attributes,
-                    depends_on=op.depends_on,
-                    marker=op.marker,
-                    status=adopted.status.value,
-                    hourly_price=op.hourly_price if op.hourly_price is not None else adopted.hourly_price,
-                    created_at=op.started_at,
-                    computed=dict(adopted.computed),
-                )
-                if op.address in new.resources:
-                    # The address was taken meanwhile (import, state mv or push): state's entry
-                    # stays; the interrupted run's object is ours and is deleted, not leaked.
-                    new.deposed.append(DeposedResource(address=op.address, **adopted_state.model_dump()))
-                    notes.append(
-                        f"{op.address}: {adopted.id}, created by an interrupted run, is not what state "
-                        "now tracks there; it is deleted"
-                    )
-                    continue
-                new.resources[op.address] = adopted_state
-                notes.append(
-                    f"{op.address}: adopted {adopted.id} created by an interrupted run (marker {op.marker})"
-                )
-                for extra in sorted(found, key=lambda r: r.id)[1:]:
-                    notes.append(
-                        f"{op.address}: {extra.id} also carries marker {op.marker}; listed as orphan"
-                    )
-                continue
-            started = _parse_time(op.started_at)
-            window = consistency.get(op.provider, 0.0)
-            if window > 0:
-                window += PRE_SEND_SLACK_SECONDS
-            if started is not None and window > 0 and (now - started).total_seconds() < window:
-                keep.append(op)
-                unresolved.append(
-                    f"create of {op.address}: {op.provider} lists may lag writes by {window:g}s; not yet visible"
-                )
-                continue
-            notes.append(
-                f"{op.address}: an interrupted create left nothing live (marker {op.marker}); planned again"
-            )
-        else:
-            target = live.lookup(op.provider, kind, op.id) if op.id else None
-            if target is None or target.status is Status.DELETED:
-                if op.address in new.resources and new.resources[op.address].id == op.id:
-                    del new.resources[op.address]
-                new.deposed = [d for d in new.deposed if d.id != op.id]
-                notes.append(f"{op.address}: completed the delete of {op.id} started by an interrupted run")
-            elif target.status is Status.DELETING:
-                # Still tracked, so the plan finishes the delete and what waits for the
-                # object to be gone (the volume it mounts, the key it uses) still waits.
-                notes.append(
-                    f"{op.address}: the delete of {op.id} started by an interrupted run is still in progress"
-                )
-            else:
-                notes.append(f"{op.address}: an interrupted delete of {op.id} did not happen; still in state")
-    new.pending = keep
-    return PendingResolution(new, tuple(notes), tuple(unresolved))
+        res, unknown = resolve_for_plan(diffs.desired[address], values)
+        planned = plan_resource(
+            res,
+            unknown,
+            doc.resources.get(str(address)),
+            live,
+            opts,
+            lineage=doc.lineage,
+            replace_requested=address in forced_replace,
+            new_ids=new_ids,
+        )
+        diffs.notes.extend(planned.notes)
+        if planned.change is None:
+            del diffs.desired[address]  # expired: planned as a delete of what state holds, if anything
+            if planned.expired is not None:
+                diffs.expired[address] = planned.expired
+            continue
+        diffs.changes[address] = planned.change
+        if planned.selection is not None:
+            diffs.selections[address] = planned.selection
+        if planned.finishing_delete:
+            diffs.finishing_delete.add(address)
+        if planned.change.action in (Action.CREATE, Action.REPLACE):
+            new_ids.add(address)
+    return diffs
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """What `plan_resource` decided for one desired resource."""
+
+    change: Change | None  # None: the instance expired (see `expired`)
+    selection: Selection | None = None  # the offering chosen now, if one was
+    notes: tuple[str, ...] = ()
+    expired: str | None = None  # why an instance that state tracks expired
+    finishing_delete: bool = False  # replaced because its delete is already under way
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the configuration asks of one resource in this plan: its attributes to create
+    with (offering pinned, deadline stamped, references substituted) and their price."""
+
+    res: Resource
+    after: dict[str, Any]
+    hourly_after: float
+    unknown: tuple[str, ...]
+
+    def change(
+        self,
+        action: Action,
+        before: dict[str, Any] | None,
+        *,
+        reasons: tuple[str, ...] = (),
+        reason: ActionReason | None = None,
+        replace_paths: tuple[str, ...] = (),
+        prior: ResourceState | None = None,
+        hourly_before: float = 0.0,
+        keep_price: bool = False,
+        marker: bool = True,
+    ) -> Change:
+        """A change to this resource; with `prior`, of the object state tracks (its id, and
+        its marker unless `marker` is false); `keep_price` for one that keeps running as is."""
+        return Change(
+            address=self.res.address,
+            action=action,
+            provider=self.res.provider,
+            before=before,
+            after=self.after,
+            reasons=reasons,
+            depends_on=self.res.depends_on,
+            replace_paths=replace_paths,
+            id=prior.id if prior is not None else None,
+            create_before_destroy=self.res.lifecycle.create_before_destroy,
+            sensitive=self.res.sensitive,
+            hourly_before=hourly_before,
+            hourly_after=hourly_before if keep_price else self.hourly_after,
+            marker=prior.marker if prior is not None and marker else None,
+            computed=self.res.computed,
+            unknown=self.unknown,
+            reason=reason,
+        )
+
+
+def plan_resource(
+    res: Resource,
+    unknown: tuple[str, ...],
+    prior: ResourceState | None,
+    live: LiveView,
+    opts: PlanOptions,
+    *,
+    lineage: str,
+    replace_requested: bool = False,
+    new_ids: Set[Address] = frozenset(),
+) -> ResourcePlan:
+    """The change one desired resource needs, against what state tracks and live reports.
+
+    `unknown` lists the attribute paths known only after apply; `new_ids` the resources whose
+    provider id this plan changes (a dependent that records their id is replaced).
+    """
+    address = res.address
+    reclaimed = _reclaimed(prior, live)
+    # A reclaimed spot instance with fallback moves on: its offering's capacity just went.
+    move_on = reclaimed is not None and res.fallback_attempts > 1
+    after, price_after, selection = _desired_attributes(
+        res, prior, live, opts.reselect or move_on, exclude=_selected_offering(prior) if move_on else None
+    )
+    if address.kind is Kind.INSTANCE:
+        after = with_deadline(res.provider, after, prior, opts.now)
+        why = expired(after, prior, opts.now)
+        if why is not None:
+            if prior is None:
+                return ResourcePlan(None, notes=(f"{address}: {why}; not created",))
+            return ResourcePlan(None, expired=why)
+    wanted = Wanted(res, after, price_after or 0.0, unknown)
+    if prior is None:
+        return ResourcePlan(wanted.change(Action.CREATE, None), selection)
+    if prior.provider != res.provider:
+        change = wanted.change(
+            Action.REPLACE,
+            prior.attributes,
+            reasons=(f"provider changed from {prior.provider} to {res.provider}",),
+            reason=ActionReason.REPLACE_BECAUSE_CANNOT_UPDATE,
+            replace_paths=("provider",),
+            prior=prior,
+            hourly_before=prior.hourly_price or 0.0,
+            marker=False,
+        )
+        return ResourcePlan(change, selection)
+    observed = live.lookup(prior.provider, address.kind, prior.id)
+    refreshed = live.refreshed(prior.provider, address.kind)
+    if refreshed and observed is not None and observed.status is Status.DELETING:
+        # A delete already under way (an interrupted run's, or someone else's): finish it, so
+        # whatever must wait for the object to be gone waits, then create anew.
+        change = wanted.change(
+            Action.REPLACE,
+            prior.attributes,
+            reasons=(reclaimed or "being deleted; the delete is finished, then a new one is created",),
+            reason=ActionReason.REPLACE_BECAUSE_CANNOT_UPDATE,
+            prior=prior,
+            hourly_before=prior.hourly_price or 0.0,
+        )
+        return ResourcePlan(change, selection, finishing_delete=True)
+    if refreshed and (observed is None or observed.status in GONE_STATUSES):
+        change = wanted.change(
+            Action.CREATE,
+            None,
+            reasons=(reclaimed or "deleted outside reconciler",),
+            reason=None if reclaimed else ActionReason.CREATE_BECAUSE_DELETED_OUTSIDE,
+        )
+        return ResourcePlan(change, selection)
+    change, notes = _diff_tracked(wanted, prior, observed, live, lineage, replace_requested, new_ids)
+    return ResourcePlan(change, selection, notes=notes)
+
+
+def _status_now(prior: ResourceState, observed: LiveResource | None) -> Status:
+    if observed is not None:
+        status = observed.status
+    else:
+        status = Status(prior.status) if prior.status in (s.value for s in Status) else Status.UNKNOWN
+    if prior.status == Status.ERROR.value and status in (Status.PENDING, Status.UNKNOWN):
+        # The applier saw the error on a fresh read; a cached list (Forward) may still say
+        # "creating" for a while, but an instance does not leave error for pending.
+        return Status.ERROR
+    return status
+
+
+def _failure(prior: ResourceState, observed: LiveResource | None) -> str | None:
+    """What went wrong with a tracked object (error, or never became active), if anything."""
+    status = _status_now(prior, observed)
+    if status is Status.ERROR:
+        return "instance is in error state"
+    if prior.status == CREATE_TIMED_OUT and status in (Status.PENDING, Status.UNKNOWN):
+        return "instance failed to become active within --create-timeout"
+    return None
+
+
+def _diff_tracked(
+    wanted: Wanted,
+    prior: ResourceState,
+    observed: LiveResource | None,
+    live: LiveView,
+    lineage: str,
+    replace_requested: bool,
+    new_ids: Set[Address],
+) -> tuple[Change, tuple[str, ...]]:
+    """Replace, update in place or leave alone an object that exists: by what failed, what
+    was asked, and which changed attributes the API can change in place."""
+    res = wanted.res
+    before = _refreshed_before(prior, observed)
+    hourly_before = prior.hourly_price or 0.0
+    if observed is not None and observed.hourly_price is not None and res.address.kind is Kind.INSTANCE:
+        hourly_before = observed.hourly_price
+    replace_reasons: list[str] = []
+    replace_paths: list[str] = []
+    notes: tuple[str, ...] = ()
+    reason = ActionReason.REPLACE_BECAUSE_CANNOT_UPDATE
+    failure = _failure(prior, observed)
+    if failure is not None and res.on_failure == "replace":
+        replace_reasons.append(f"{failure} (on_failure: replace)")
+        reason = ActionReason.REPLACE_BECAUSE_TAINTED
+    elif failure is not None:
+        notes = (f"{res.address}: {failure}; kept (on_failure: keep)",)
+    if replace_requested:
+        replace_reasons.append("replacement requested with --replace")
+        if reason is not ActionReason.REPLACE_BECAUSE_TAINTED:
+            reason = ActionReason.REPLACE_BY_REQUEST
+    masked_after = mask_sensitive(wanted.after, res.sensitive, lineage)
+    changed = _changed_keys(before, masked_after, res.lifecycle.ignore_changes)
+    updatable = live.updatable.get((res.provider, res.address.kind), frozenset())
+    forcing = [k for k in changed if k not in updatable and k != EXPIRY_KEY]
+    for dep in res.depends_on:
+        if dep in new_ids and dep.kind is not Kind.INSTANCE:
+            ref_key = "ssh_key" if dep.kind is Kind.SSH_KEY else "volumes"
+            if ref_key in res.attributes:
+                replace_reasons.append(f"{dep} gets a new id")
+                replace_paths.append(ref_key)
+    replace_reasons.extend(f"{k} forces replacement" for k in forcing)
+    replace_paths.extend(forcing)
+    if replace_reasons:
+        change = wanted.change(
+            Action.REPLACE,
+            before,
+            reasons=tuple(replace_reasons),
+            reason=reason,
+            replace_paths=tuple(dict.fromkeys(replace_paths)),
+            prior=prior,
+            hourly_before=hourly_before,
+        )
+    elif changed:
+        reasons = tuple(f"{k} changed" for k in changed)
+        change = wanted.change(
+            Action.UPDATE, before, reasons=reasons, prior=prior, hourly_before=hourly_before, keep_price=True
+        )
+    else:
+        change = wanted.change(Action.NOOP, before, prior=prior, hourly_before=hourly_before, keep_price=True)
+    return change, notes
 
 
 def _reclaimed(prior: ResourceState | None, live: LiveView) -> str | None:
@@ -289,396 +497,6 @@ def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], ignore: I
     ignored = set(ignore)
     keys = set(before) | set(after)
     return sorted(k for k in keys if k not in ignored and before.get(k) != after.get(k))
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    match = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {match[0]}?" if match else None
-
-
-def _match_targets(targets: Sequence[Address], known: set[Address], flag: str) -> set[Address]:
-    selected: set[Address] = set()
-    for target in targets:
-        hits = {a for a in known if a == target or (target.index is None and a.base == target)}
-        if not hits:
-            raise PlanError(
-                f"{flag} {target}: no such resource in the configuration or state",
-                hint=_did_you_mean(str(target), sorted(str(a) for a in known)),
-            )
-        selected |= hits
-    return selected
-
-
-def check_addresses(
-    resources: Mapping[Address, Resource], doc: StateDocument, options: PlanOptions
-) -> None:
-    """Unknown --target/--replace addresses are user error: refuse them before any API call."""
-    known = set(resources) | {Address.parse(a) for a in doc.resources}
-    _match_targets(options.replace, known, "--replace")
-    _match_targets(options.targets, known, "--target")
-
-
-def _cbd_closure(
-    replaced: set[Address], cbd: set[Address], deps: Mapping[Address, tuple[Address, ...]]
-) -> set[Address]:
-    """create_before_destroy spreads to replaced dependencies, or the order would cycle."""
-    result = set(cbd)
-    stack = list(cbd)
-    while stack:
-        node = stack.pop()
-        for dep in deps.get(node, ()):
-            if dep in replaced and dep not in result:
-                result.add(dep)
-                stack.append(dep)
-    return result
-
-
-def plan_changes(
-    resources: Mapping[Address, Resource],
-    doc: StateDocument,
-    live: LiveView,
-    options: PlanOptions | None = None,
-) -> Plan:
-    """Diff desired resources against state (refreshed by live) into an ordered Plan."""
-    opts = options or PlanOptions()
-    desired = {} if opts.destroy else dict(resources)
-    state_addrs = {Address.parse(a): a for a in doc.resources}
-    known = set(resources) | set(state_addrs)
-    forced_replace = _match_targets(opts.replace, known, "--replace")
-    targeted = _match_targets(opts.targets, known, "--target") if opts.targets else None
-
-    graph = DependencyGraph({a: r.depends_on for a, r in desired.items()})
-    order = graph.topological_order()
-
-    changes: dict[Address, Change] = {}
-    notes: list[str] = []
-    new_ids: set[Address] = set()  # addresses whose provider id changes in this plan
-    finishing_delete: set[Address] = set()  # replaced only because they are already being deleted
-    values = PlannedValues(changes, desired, doc, live)
-    selections: dict[Address, Selection] = {}
-    expired_reasons: dict[Address, str] = {}
-
-    for address in order:
-        if address not in desired:
-            continue
-        res, unknown = resolve_for_plan(desired[address], values)
-        key = str(address)
-        prior = doc.resources.get(key)
-        reclaimed = _reclaimed(prior, live)
-        # A reclaimed spot instance with fallback moves on: its offering's capacity just went.
-        move_on = reclaimed is not None and res.fallback_attempts > 1
-        after, price_after, selection = _desired_attributes(
-            res, prior, live, opts.reselect or move_on, exclude=_selected_offering(prior) if move_on else None
-        )
-        if selection is not None:
-            selections[address] = selection
-        if address.kind is Kind.INSTANCE:
-            after = with_deadline(res.provider, after, prior, opts.now)
-            why = expired(after, prior, opts.now)
-            if why is not None:
-                del desired[address]  # planned below as a delete of what state holds
-                if prior is None:
-                    notes.append(f"{address}: {why}; not created")
-                else:
-                    expired_reasons[address] = why
-                continue
-        masked_after = mask_sensitive(after, res.sensitive, doc.lineage)
-        common = dict(
-            address=address,
-            provider=res.provider,
-            after=after,
-            depends_on=res.depends_on,
-            sensitive=res.sensitive,
-            create_before_destroy=res.lifecycle.create_before_destroy,
-            hourly_after=price_after or 0.0,
-            computed=res.computed,
-            unknown=unknown,
-        )
-        if prior is None:
-            changes[address] = Change(action=Action.CREATE, before=None, **common)  # type: ignore[arg-type]
-            new_ids.add(address)
-            continue
-        if prior.provider != res.provider:
-            reasons: tuple[str, ...] = (f"provider changed from {prior.provider} to {res.provider}",)
-            changes[address] = Change(
-                action=Action.REPLACE,
-                before=prior.attributes,
-                reasons=reasons,
-                replace_paths=("provider",),
-                id=prior.id,
-                hourly_before=prior.hourly_price or 0.0,
-                **common,  # type: ignore[arg-type]
-            )
-            new_ids.add(address)
-            continue
-        observed = live.lookup(prior.provider, address.kind, prior.id)
-        refreshed = live.refreshed(prior.provider, address.kind)
-        if refreshed and observed is not None and observed.status is Status.DELETING:
-            # A delete already under way (an interrupted run's, or someone else's): finish
-            # it, so whatever must wait for the object to be gone waits, then create anew.
-            changes[address] = Change(
-                action=Action.REPLACE,
-                before=prior.attributes,
-                reasons=(reclaimed or "being deleted; the delete is finished, then a new one is created",),
-                id=prior.id,
-                hourly_before=prior.hourly_price or 0.0,
-                marker=prior.marker,
-                **common,  # type: ignore[arg-type]
-            )
-            new_ids.add(address)
-            finishing_delete.add(address)
-            continue
-        if refreshed and (observed is None or observed.status in GONE_STATUSES):
-            changes[address] = Change(
-                action=Action.CREATE,
-                before=None,
-                reasons=(reclaimed or "deleted outside reconciler",),
-                **common,  # type: ignore[arg-type]
-            )
-            new_ids.add(address)
-            continue
-        before = _refreshed_before(prior, observed)
-        hourly_before = prior.hourly_price or 0.0
-        if observed is not None and observed.hourly_price is not None and address.kind is Kind.INSTANCE:
-            hourly_before = observed.hourly_price
-        replace_reasons: list[str] = []
-        replace_paths: list[str] = []
-        status = (
-            observed.status
-            if observed is not None
-            else Status(prior.status)
-            if prior.status in (s.value for s in Status)
-            else Status.UNKNOWN
-        )
-        if prior.status == Status.ERROR.value and status in (Status.PENDING, Status.UNKNOWN):
-            # The applier saw the error on a fresh read; a cached list (Forward) may still say
-            # "creating" for a while, but an instance does not leave error for pending.
-            status = Status.ERROR
-        failure = None
-        if status is Status.ERROR:
-            failure = "instance is in error state"
-        elif prior.status == CREATE_TIMED_OUT and status in (Status.PENDING, Status.UNKNOWN):
-            failure = "instance failed to become active within --create-timeout"
-        if failure is not None:
-            if res.on_failure == "replace":
-                replace_reasons.append(f"{failure} (on_failure: replace)")
-            else:
-                notes.append(f"{address}: {failure}; kept (on_failure: keep)")
-        if address in forced_replace:
-            replace_reasons.append("replacement requested with --replace")
-        changed = _changed_keys(before, masked_after, res.lifecycle.ignore_changes)
-        updatable = live.updatable.get((res.provider, address.kind), frozenset())
-        forcing = [k for k in changed if k not in updatable and k != EXPIRY_KEY]
-        for dep in res.depends_on:
-            if dep in new_ids and dep.kind is not Kind.INSTANCE:
-                ref_key = "ssh_key" if dep.kind is Kind.SSH_KEY else "volumes"
-                if ref_key in res.attributes:
-                    replace_reasons.append(f"{dep} gets a new id")
-                    replace_paths.append(ref_key)
-        if forcing:
-            replace_reasons.extend(f"{k} forces replacement" for k in forcing)
-            replace_paths.extend(forcing)
-        if replace_reasons:
-            changes[address] = Change(
-                action=Action.REPLACE,
-                before=before,
-                reasons=tuple(replace_reasons),
-                replace_paths=tuple(dict.fromkeys(replace_paths)),
-                id=prior.id,
-                hourly_before=hourly_before,
-                marker=prior.marker,
-                **common,  # type: ignore[arg-type]
-            )
-            new_ids.add(address)
-        elif changed:
-            changes[address] = Change(
-                action=Action.UPDATE,
-                before=before,
-                reasons=tuple(f"{k} changed" for k in changed),
-                id=prior.id,
-                hourly_before=hourly_before,
-                marker=prior.marker,
-                **{**common, "hourly_after": hourly_before},  # type: ignore[arg-type]
-            )
-        else:
-            changes[address] = Change(
-                action=Action.NOOP,
-                before=before,
-                id=prior.id,
-                hourly_before=hourly_before,
-                marker=prior.marker,
-                **{**common, "hourly_after": hourly_before},  # type: ignore[arg-type]
-            )
-
-    for key, prior in doc.resources.items():
-        address = Address.parse(key)
-        if address in desired:
-            continue
-        observed = live.lookup(prior.provider, address.kind, prior.id)
-        gone = live.refreshed(prior.provider, address.kind) and observed is None
-        changes[address] = Change(
-            address=address,
-            action=Action.DELETE,
-            provider=prior.provider,
-            before=prior.attributes,
-            after=None,
-            reasons=("already gone outside reconciler",)
-            if gone
-            else (expired_reasons[address],)
-            if address in expired_reasons
-            else (("destroy requested",) if opts.destroy else ("not in the configuration",)),
-            depends_on=tuple(Address.parse(d) for d in prior.depends_on),
-            id=prior.id,
-            hourly_before=prior.hourly_price or 0.0,
-            marker=prior.marker,
-        )
-
-    changes = {a: explain_unknowns(c, changes) for a, c in changes.items()}
-    if targeted is not None:
-        changes = _restrict_to_targets(changes, targeted, desired, doc)
-    changes = _with_selections(changes, selections, desired)
-    check_creatable(changes, desired, doc, live)
-
-    replaced = {a for a, c in changes.items() if c.action is Action.REPLACE}
-    chosen_cbd = {a for a in replaced if changes[a].create_before_destroy}
-    spread = _cbd_closure(replaced, chosen_cbd, {a: c.depends_on for a, c in changes.items()})
-    for address in sorted(spread - chosen_cbd, key=Address.sort_key):
-        changes[address] = dataclasses.replace(changes[address], create_before_destroy=True)
-        notes.append(f"{address}: replaced create-before-destroy because a dependent is")
-
-    for address, change in changes.items():
-        if change.action in (Action.DELETE, Action.REPLACE):
-            declared = resources.get(address)
-            if address in finishing_delete:
-                continue
-            if declared is not None and declared.lifecycle.prevent_destroy:
-                verb = "destroy" if change.action is Action.DELETE else "replace"
-                raise PlanError(
-                    f"{address} has lifecycle.prevent_destroy set, but the plan would {verb} it "
-                    f"({'; '.join(change.reasons)})",
-                    hint="remove prevent_destroy from its lifecycle block if you really mean it",
-                )
-
-    deposed_deletes = tuple(
-        Change(
-            address=Address.parse(d.address),
-            action=Action.DELETE,
-            provider=d.provider,
-            before=d.attributes,
-            after=None,
-            reasons=("old object left by create_before_destroy",),
-            depends_on=tuple(Address.parse(x) for x in d.depends_on),
-            id=d.id,
-            hourly_before=d.hourly_price or 0.0,
-            marker=d.marker,
-            deposed=d.id,
-        )
-        for d in doc.deposed
-    )
-    ordered = tuple(changes[a] for a in sorted(changes, key=Address.sort_key)) + deposed_deletes
-    hourly_before = sum(
-        r.hourly_price or 0.0 for k, r in doc.resources.items() if _still_running(k, r, live)
-    ) + sum(d.hourly_price or 0.0 for d in doc.deposed)
-    hourly_after = sum(c.hourly_after for c in ordered if c.action is not Action.DELETE)
-    if targeted is not None:
-        untouched = {str(c.address) for c in ordered}
-        hourly_after += sum(r.hourly_price or 0.0 for k, r in doc.resources.items() if k not in untouched)
-    orphans = _find_orphans(doc, live)
-    return Plan(
-        changes=ordered,
-        state_serial=doc.serial,
-        state_lineage=doc.lineage,
-        cost=CostSummary(hourly_before=round(hourly_before, 6), hourly_after=round(hourly_after, 6)),
-        notes=tuple(notes),
-        orphans=orphans,
-        foreign=find_foreign_objects(ordered, doc, live),
-    )
-
-
-def _with_selections(
-    changes: dict[Address, Change], selections: Mapping[Address, Selection], desired: Mapping[Address, Resource]
-) -> dict[Address, Change]:
-    """Creates say which offering was chosen and why, and carry the fallbacks apply may try."""
-    result = dict(changes)
-    for address, selection in selections.items():
-        change = result.get(address)
-        if change is not None and change.action in (Action.CREATE, Action.REPLACE):
-            on_boot = address in desired and desired[address].fallback_on_boot_failure
-            result[address] = dataclasses.replace(
-                change,
-                reasons=change.reasons + selection.reasons,
-                candidates=selection.candidates,
-                fallback_on_boot_failure=on_boot and bool(selection.candidates),
-            )
-    return result
-
-
-def _still_running(key: str, res: ResourceState, live: LiveView) -> bool:
-    """False for a tracked object the refresh saw gone: it no longer costs anything."""
-    kind = Address.parse(key).kind
-    if not live.refreshed(res.provider, kind):
-        return True
-    observed = live.lookup(res.provider, kind, res.id)
-    return observed is not None and observed.status not in GONE_STATUSES
-
-
-def _restrict_to_targets(
-    changes: dict[Address, Change],
-    targeted: set[Address],
-    desired: Mapping[Address, Resource],
-    doc: StateDocument,
-) -> dict[Address, Change]:
-    deps = {a: r.depends_on for a, r in desired.items()}
-    for key, res in doc.resources.items():
-        deps.setdefault(Address.parse(key), tuple(Address.parse(d) for d in res.depends_on))
-    keep = set(targeted)
-    stack = list(targeted)
-    while stack:
-        node = stack.pop()
-        for dep in deps.get(node, ()):
-            if dep not in keep:
-                keep.add(dep)
-                stack.append(dep)
-    dependents: dict[Address, set[Address]] = {}
-    for node, its_deps in deps.items():
-        for dep in its_deps:
-            dependents.setdefault(dep, set()).add(node)
-    stack = [a for a in keep if a in changes and changes[a].action in (Action.DELETE, Action.REPLACE)]
-    while stack:
-        node = stack.pop()
-        for dependent in dependents.get(node, ()):
-            change = changes.get(dependent)
-            if (
-                dependent not in keep
-                and change is not None
-                and change.action in (Action.DELETE, Action.REPLACE)
-            ):
-                keep.add(dependent)
-                stack.append(dependent)
-    return {a: c for a, c in changes.items() if a in keep}
-
-
-def _find_orphans(doc: StateDocument, live: LiveView) -> tuple[Orphan, ...]:
-    tracked = {r.id for r in doc.resources.values()} | {d.id for d in doc.deposed}
-    pending_markers = {p.marker for p in doc.pending}
-    found = []
-    for (provider, kind), by_id in live.resources.items():
-        for res in by_id.values():
-            if res.id in tracked or res.status in GONE_STATUSES:
-                continue
-            if not marker_belongs_to(res.marker, doc.lineage) or res.marker in pending_markers:
-                continue
-            found.append(
-                Orphan(
-                    provider=provider,
-                    kind=kind,
-                    id=res.id,
-                    name=res.name,
-                    address=None,
-                    hourly_price=res.hourly_price,
-                )
-            )
-    return tuple(sorted(found, key=lambda o: (o.provider, o.kind.value, o.id)))
 
 
 def providers_needing_offerings(

@@ -19,7 +19,8 @@ from reconciler.model import (
     Status,
     mask_sensitive,
 )
-from reconciler.planner import LiveView, PlanOptions, plan_changes, resolve_pending
+from reconciler.planner import LiveView, PlanOptions, plan_changes
+from reconciler.planner_pending import resolve_pending
 from reconciler.state.model import PendingOperation, ResourceState, StateDocument
 
 KEY = Address(Kind.SSH_KEY, "deploy")
