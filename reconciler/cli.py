@@ -34,19 +34,11 @@ from reconciler.outputs import sensitive_value
 from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 from reconciler.planner import PlanOptions
 from reconciler.redaction import ScrubbedStream, Scrubber
-from reconciler.render import (
-    make_apply_observer,
-    plan_events,
-    plan_summary_markdown,
-    plan_to_json,
-    reconciler_version,
-    render_plan,
-    render_state_table,
-)
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import DamagedStateError, parse_state_text, repairable_by_removal
 from reconciler.views.apply_live import choose_apply_observer, showing
+from reconciler.views.apply_progress import make_apply_observer
 from reconciler.views.diagnostics import (
     diagnostics_of,
     render_config_error,
@@ -57,7 +49,12 @@ from reconciler.views.diagnostics import (
 from reconciler.views.init_wizard import init_command
 from reconciler.views.mermaid import config_mermaid, summary_with_diagram
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
+from reconciler.views.plan_events import plan_events
+from reconciler.views.plan_human import render_plan
+from reconciler.views.plan_json import plan_to_json, reconciler_version
+from reconciler.views.plan_markdown import plan_summary_markdown
 from reconciler.views.state_json import state_to_json
+from reconciler.views.state_table import render_state_table
 from reconciler.views.tables import FittingConsole, state_list_json
 
 EXIT_ERROR = 1

@@ -22,6 +22,7 @@ from typing import Any
 from reconciler.errors import PlanError
 from reconciler.model import (
     Action,
+    ActionReason,
     Address,
     Candidate,
     Change,
@@ -148,6 +149,7 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
                     "computed": tuple(c.get("computed", ())),
                     "unknown": tuple(c.get("unknown", ())),
                     "candidates": tuple(Candidate(**x) for x in c.get("candidates", ())),
+                    "reason": ActionReason(c["reason"]) if c.get("reason") is not None else None,
                 }
             )
             for c in raw["changes"]

@@ -1,1 +1,3 @@
-"""One module per output that is not a plan: state JSON, outputs, SSH configuration."""
+"""One module per output: the plan (human, JSON, Markdown, UI events), apply progress, the
+state table and state JSON, outputs, diagnostics and the rest; and the formatting and
+masking they share."""

@@ -13,9 +13,8 @@ from typing import Any
 
 from reconciler.model import Action, OutputChange
 from reconciler.state.model import OutputState, StateDocument
+from reconciler.views.masking import KNOWN_AFTER_APPLY, SENSITIVE_TEXT
 
-SENSITIVE_TEXT = "(sensitive)"
-KNOWN_AFTER_APPLY = "(known after apply)"
 _SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-"}
 
 

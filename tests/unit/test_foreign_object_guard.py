@@ -9,8 +9,10 @@ from reconciler import engine
 from reconciler.errors import StateError
 from reconciler.model import Action, Address, Kind, LiveResource, Resource, Status, new_marker
 from reconciler.planner import LiveView, plan_changes
-from reconciler.render import plan_events, plan_summary_markdown, plan_to_json
 from reconciler.state.model import ResourceState, StateDocument
+from reconciler.views.plan_events import plan_events
+from reconciler.views.plan_json import plan_to_json
+from reconciler.views.plan_markdown import plan_summary_markdown
 
 TRAINER = Address(Kind.INSTANCE, "trainer")
 

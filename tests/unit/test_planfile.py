@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.errors import PlanError
-from reconciler.model import Action, Address, Change, CostSummary, Kind, Plan
+from reconciler.model import Action, ActionReason, Address, Change, CostSummary, Kind, Plan
 from reconciler.planfile import DIGEST_FIELD, read_plan_file, write_plan_file
 
 PLAN = Plan(
@@ -22,6 +22,7 @@ PLAN = Plan(
             before=None,
             after={"name": "trainer", "shade_instance_type": "A6000", "cloud": "lambdalabs"},
             hourly_after=0.8,
+            reason=ActionReason.CREATE_BECAUSE_DELETED_OUTSIDE,
         ),
         Change(
             address=Address(Kind.SSH_KEY, "deploy"),
@@ -53,6 +54,12 @@ def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 def test_a_saved_plan_reads_back_as_it_was_made(saved: Path) -> None:
     assert read_plan_file(saved) == (PLAN, "stack")
+
+
+def test_the_typed_reason_reads_back_as_the_enum(saved: Path) -> None:
+    plan, _ = read_plan_file(saved)
+    assert plan.changes[0].reason is ActionReason.CREATE_BECAUSE_DELETED_OUTSIDE
+    assert plan.changes[1].reason is None
 
 
 def test_reformatting_is_not_a_change(saved: Path) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from reconciler.applier import ApplyObserver, ApplyResult
 from reconciler.model import (
     Action,
+    ActionReason,
     Address,
     Change,
     CostSummary,
@@ -26,22 +27,19 @@ from reconciler.model import (
     Status,
     mask_sensitive,
 )
-from reconciler.render import (
+from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
+from reconciler.views.apply_progress import (
     ApplyReporter,
     JsonApplyReporter,
     ReportingApplyObserver,
-    action_reason,
-    format_elapsed,
-    format_hourly,
-    format_money,
     make_apply_observer,
-    plan_events,
-    plan_summary_markdown,
-    plan_to_json,
-    render_plan,
-    render_state_table,
 )
-from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
+from reconciler.views.formatting import format_elapsed, format_hourly, format_money
+from reconciler.views.plan_events import plan_events
+from reconciler.views.plan_human import render_plan
+from reconciler.views.plan_json import plan_to_json
+from reconciler.views.plan_markdown import plan_summary_markdown
+from reconciler.views.state_table import render_state_table
 
 SECRET = "hf_TOPSECRET_123"
 OLD_SECRET = "hf_OLDSECRET_456"
@@ -94,6 +92,7 @@ def delete_volume() -> Change:
         before={"name": "old", "size_gb": 100, "region": "us-east"},
         after=None,
         reasons=("not in configuration",),
+        reason=ActionReason.DELETE_BECAUSE_NO_RESOURCE_CONFIG,
         id="vol-9",
         hourly_before=0.1,
     )
@@ -121,6 +120,7 @@ def replace_worker(create_before_destroy: bool = False) -> Change:
             "launch": {"type": "docker", "image": "a:2"},
         },
         reasons=("size_gb forces replacement", "launch.image forces replacement"),
+        reason=ActionReason.REPLACE_BECAUSE_CANNOT_UPDATE,
         replace_paths=("size_gb", "launch.image"),
         id="sf-123",
         sensitive=("envs.HF_TOKEN",),
@@ -423,22 +423,27 @@ def test_plan_json_masks_list_elements_and_uses_int_indexes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "reasons", "expected"),
+    ("action", "reason", "event_reason"),
     [
-        (Action.CREATE, ("deleted outside reconciler",), "create_because_deleted_outside"),
-        (Action.CREATE, (), None),
-        (Action.DELETE, ("not in configuration",), "delete_because_no_resource_config"),
-        (Action.DELETE, ("count reduced to 2",), "delete_because_count_index"),
-        (Action.REPLACE, ("size_gb forces replacement",), "replace_because_cannot_update"),
-        (Action.REPLACE, ("instance is in error status",), "replace_because_tainted"),
-        (Action.REPLACE, ("replacement requested with --replace",), "replace_by_request"),
-        (Action.UPDATE, ("name changed",), None),
-        (Action.NOOP, (), None),
+        (Action.CREATE, ActionReason.CREATE_BECAUSE_DELETED_OUTSIDE, "create_because_deleted_outside"),
+        (Action.DELETE, ActionReason.DELETE_BECAUSE_NO_RESOURCE_CONFIG, "delete_because_no_resource_config"),
+        (Action.REPLACE, ActionReason.REPLACE_BECAUSE_CANNOT_UPDATE, "cannot_update"),
+        (Action.REPLACE, ActionReason.REPLACE_BECAUSE_TAINTED, "tainted"),
+        (Action.REPLACE, ActionReason.REPLACE_BY_REQUEST, "requested"),
+        (Action.UPDATE, None, None),
     ],
 )
-def test_action_reason_mapping(action: Action, reasons: tuple[str, ...], expected: str | None) -> None:
-    change = Change(Address(Kind.INSTANCE, "x"), action, "shadeform", {}, {}, reasons=reasons)
-    assert action_reason(change) == expected
+def test_plan_json_and_events_show_the_planners_reason_never_the_prose(
+    action: Action, reason: ActionReason | None, event_reason: str | None
+) -> None:
+    # The prose says otherwise on purpose: the typed reason is what the views show.
+    change = Change(
+        Address(Kind.INSTANCE, "x"), action, "shadeform", {}, {}, reasons=("deleted outside, error",), reason=reason
+    )
+    entry = plan_to_json(make_plan(change))["resource_changes"][0]
+    assert entry.get("action_reason") == (reason.value if reason else None)
+    event = next(plan_events(make_plan(change), clock=fixed_clock))
+    assert event["change"].get("reason") == event_reason
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -782,7 +787,6 @@ def test_deposed_object_is_named_in_every_output() -> None:
 def test_destroy_mode_delete_has_no_action_reason() -> None:
     volume = Address(Kind.VOLUME, "v")
     change = Change(volume, Action.DELETE, "shadeform", {"name": "v"}, None, reasons=("destroy requested",))
-    assert action_reason(change) is None
     assert "action_reason" not in plan_to_json(make_plan(change))["resource_changes"][0]
 
 

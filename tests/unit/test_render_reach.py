@@ -19,9 +19,11 @@ from reconciler.model import (
     mask_sensitive,
 )
 from reconciler.references import parse_reference, placeholder
-from reconciler.render import plan_to_json, render_plan, render_state_table
 from reconciler.state.model import OutputState, ResourceState, StateDocument
+from reconciler.views.plan_human import render_plan
+from reconciler.views.plan_json import plan_to_json
 from reconciler.views.state_json import state_to_json
+from reconciler.views.state_table import render_state_table
 
 HEAD = Address(Kind.INSTANCE, "head")
 WORKER = Address(Kind.INSTANCE, "worker", 0)

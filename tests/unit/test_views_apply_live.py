@@ -11,9 +11,9 @@ from rich.console import Console
 
 from reconciler.applier import ApplyResult
 from reconciler.model import Action, Address, Change, Kind
-from reconciler.render import ReportingApplyObserver, make_apply_observer
 from reconciler.state.model import StateDocument
 from reconciler.views.apply_live import LiveApplyObserver, choose_apply_observer, clock_text, wants_live_view
+from reconciler.views.apply_progress import ReportingApplyObserver, make_apply_observer
 
 WEB = Change(Address(Kind.INSTANCE, "web"), Action.CREATE, "shadeform", None, {"name": "web"}, hourly_after=1.9)
 DATA = Change(Address(Kind.VOLUME, "data"), Action.DELETE, "forward", {"name": "data"}, None, id="vol-1")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 from reconciler.model import Action, Address, Change, CostSummary, Kind, Plan
-from reconciler.render import plan_summary_markdown
 from reconciler.views.mermaid import config_mermaid, plan_mermaid, summary_with_diagram
+from reconciler.views.plan_markdown import plan_summary_markdown
 
 KEY = Address(Kind.SSH_KEY, "deploy")
 DATA = Address(Kind.VOLUME, "data")
