@@ -294,6 +294,10 @@ class Change:
     candidates: tuple[Candidate, ...] = ()
     fallback_on_boot_failure: bool = False
     reason: ActionReason | None = None
+    # `after` as state keeps it, each sensitive value the salted digest state holds for it:
+    # set once by the planner for a change with sensitive values, and what views and saved
+    # plans read. None where nothing is sensitive.
+    masked_after: dict[str, Any] | None = None
 
     @property
     def destroys_data(self) -> bool:

@@ -45,6 +45,15 @@ PLAN_FORMAT_VERSION = 1
 DIGEST_FIELD = "sha256"
 
 
+def _stored_after(change: Change) -> dict[str, Any] | None:
+    """`after` as the file keeps it: the planner's masked view where a value is sensitive."""
+    if not change.sensitive or change.after is None:
+        return change.after
+    if change.masked_after is None:
+        raise ValueError(f"{change.address}: a change with sensitive values but no masked view cannot be saved")
+    return change.masked_after
+
+
 def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
     changes = []
     for change in plan.changes:
@@ -52,8 +61,8 @@ def plan_to_document(plan: Plan, config_name: str) -> dict[str, Any]:
         data["address"] = str(change.address)
         data["action"] = change.action.value
         data["depends_on"] = [str(d) for d in change.depends_on]
-        if change.after is not None:
-            data["after"] = mask_sensitive(change.after, change.sensitive, plan.state_lineage)
+        data["after"] = _stored_after(change)
+        del data["masked_after"]  # the file's `after` is that view
         changes.append(data)
     return {
         "format": PLAN_FORMAT,
@@ -150,6 +159,7 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
                     "unknown": tuple(c.get("unknown", ())),
                     "candidates": tuple(Candidate(**x) for x in c.get("candidates", ())),
                     "reason": ActionReason(c["reason"]) if c.get("reason") is not None else None,
+                    "masked_after": c["after"] if c["sensitive"] and c["after"] is not None else None,
                 }
             )
             for c in raw["changes"]

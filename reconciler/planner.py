@@ -205,6 +205,7 @@ class Wanted:
 
     res: Resource
     after: dict[str, Any]
+    masked_after: dict[str, Any]  # as state will keep it: sensitive values as salted digests
     hourly_after: float
     unknown: tuple[str, ...]
 
@@ -241,6 +242,7 @@ class Wanted:
             computed=self.res.computed,
             unknown=self.unknown,
             reason=reason,
+            masked_after=self.masked_after if self.res.sensitive else None,
         )
 
 
@@ -274,7 +276,7 @@ def plan_resource(
             if prior is None:
                 return ResourcePlan(None, notes=(f"{address}: {why}; not created",))
             return ResourcePlan(None, expired=why)
-    wanted = Wanted(res, after, price_after or 0.0, unknown)
+    wanted = Wanted(res, after, mask_sensitive(after, res.sensitive, lineage), price_after or 0.0, unknown)
     if prior is None:
         return ResourcePlan(wanted.change(Action.CREATE, None), selection)
     if prior.provider != res.provider:
@@ -311,7 +313,7 @@ def plan_resource(
             reason=None if reclaimed else ActionReason.CREATE_BECAUSE_DELETED_OUTSIDE,
         )
         return ResourcePlan(change, selection)
-    change, notes = _diff_tracked(wanted, prior, observed, live, lineage, replace_requested, new_ids)
+    change, notes = _diff_tracked(wanted, prior, observed, live, replace_requested, new_ids)
     return ResourcePlan(change, selection, notes=notes)
 
 
@@ -342,7 +344,6 @@ def _diff_tracked(
     prior: ResourceState,
     observed: LiveResource | None,
     live: LiveView,
-    lineage: str,
     replace_requested: bool,
     new_ids: Set[Address],
 ) -> tuple[Change, tuple[str, ...]]:
@@ -367,8 +368,7 @@ def _diff_tracked(
         replace_reasons.append("replacement requested with --replace")
         if reason is not ActionReason.REPLACE_BECAUSE_TAINTED:
             reason = ActionReason.REPLACE_BY_REQUEST
-    masked_after = mask_sensitive(wanted.after, res.sensitive, lineage)
-    changed = _changed_keys(before, masked_after, res.lifecycle.ignore_changes)
+    changed = _changed_keys(before, wanted.masked_after, res.lifecycle.ignore_changes)
     updatable = live.updatable.get((res.provider, res.address.kind), frozenset())
     forcing = [k for k in changed if k not in updatable and k != EXPIRY_KEY]
     for dep in res.depends_on:

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.model import Change
+
 SENSITIVE_TEXT = "(sensitive)"
 KNOWN_AFTER_APPLY = "(known after apply)"
 Path = tuple[str, ...]
+
+
+def shown_after(change: Change) -> dict[str, Any] | None:
+    """The `after` a view reads: the planner's masked view where a value is sensitive."""
+    return change.masked_after if change.masked_after is not None else change.after
 
 
 def split_path(dotted: str) -> Path:

@@ -8,7 +8,6 @@ never as markup, so brackets in values cannot restyle the output.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
-from reconciler.model import Action, Change, ForeignObject, Orphan, Plan, get_path, mask_sensitive
+from reconciler.model import Action, Change, ForeignObject, Orphan, Plan
 from reconciler.public_keys import display_public_key
 from reconciler.views.formatting import format_hourly
 from reconciler.views.masking import (
@@ -25,7 +24,7 @@ from reconciler.views.masking import (
     SENSITIVE_TEXT,
     Path,
     is_sensitive,
-    set_path,
+    shown_after,
     split_path,
 )
 from reconciler.views.outputs import output_change_lines
@@ -254,24 +253,6 @@ def _symbol(change: Change) -> str:
     return {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "~"}[change.action]
 
 
-def _comparable_after(change: Change, lineage: str) -> dict[str, Any]:
-    """`after` with each unchanged secret replaced by the digest state keeps for it.
-
-    State stores sensitive values as salted digests (`mask_sensitive`) while the plan's
-    `after` holds them in clear; without this every secret would look changed.
-    """
-    after = change.after or {}
-    if not change.sensitive or not change.before:
-        return after
-    digests = mask_sensitive(after, change.sensitive, lineage)
-    aligned = copy.deepcopy(after)
-    for path in change.sensitive:
-        old = get_path(change.before, path)
-        if old is not None and old == get_path(digests, path):
-            set_path(aligned, path, old)
-    return aligned
-
-
 def _shown_keys(attributes: dict[str, Any]) -> dict[str, Any]:
     """A public key as its type, fingerprint and comment: a key line may be kilobytes long."""
     key = attributes.get("public_key")
@@ -280,7 +261,7 @@ def _shown_keys(attributes: dict[str, Any]) -> dict[str, Any]:
     return {**attributes, "public_key": display_public_key(key)}
 
 
-def _change_block(change: Change, lineage: str) -> list[Text]:
+def _change_block(change: Change) -> list[Text]:
     symbol = _symbol(change)
     headline = _HEADLINE[change.action]
     if change.action is Action.REPLACE and change.create_before_destroy:
@@ -295,7 +276,7 @@ def _change_block(change: Change, lineage: str) -> list[Text]:
 
     block = _Block(change)
     before = _shown_keys(change.before or {})
-    after = _shown_keys(_comparable_after(change, lineage))
+    after = _shown_keys(shown_after(change) or {})
     later = known_later(change)
     if change.action is Action.CREATE:
         width = max((len(k) for k in [*after, *later]), default=0)
@@ -409,7 +390,7 @@ def render_plan(plan: Plan, console: Console) -> None:
         out("Reconciler will perform the following actions:")
         for change in changes:
             out()
-            for line in _change_block(change, plan.state_lineage):
+            for line in _change_block(change):
                 out(line)
         out()
     elif not any(o.action is not Action.NOOP for o in plan.outputs):

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.model import Action, Change, ForeignObject, Orphan, Plan
 from reconciler.views.formatting import cost_fields
-from reconciler.views.masking import masked_side, set_path, split_path
+from reconciler.views.masking import masked_side, set_path, shown_after, split_path
 from reconciler.views.outputs import output_changes_json
 from reconciler.views.plan_summary import import_command, known_later
 
@@ -90,9 +90,10 @@ def _resource_change(change: Change) -> dict[str, Any]:
 
 def _without_unknowns(change: Change) -> dict[str, Any] | None:
     """`after` as Terraform writes it: a value known only after apply is null."""
-    if change.after is None or not change.unknown:
-        return change.after
-    after = copy.deepcopy(change.after)
+    shown = shown_after(change)
+    if shown is None or not change.unknown:
+        return shown
+    after = copy.deepcopy(shown)
     for path in change.unknown:
         set_path(after, path, None)
     return after

@@ -839,20 +839,26 @@ def test_json_apply_observer_writes_to_the_console_stream() -> None:
 
 def test_secret_kept_as_digest_in_state_is_not_shown_as_changed() -> None:
     plan_lineage = "lineage-1"
-    before = mask_sensitive({"name": "api", "envs": {"HF_TOKEN": SECRET}}, ("envs.HF_TOKEN",), plan_lineage)
+    paths = ("envs.HF_TOKEN",)
+    before = mask_sensitive({"name": "api", "envs": {"HF_TOKEN": SECRET}}, paths, plan_lineage)
+    after = {"name": "api-v2", "envs": {"HF_TOKEN": SECRET}}
     change = Change(
         Address(Kind.INSTANCE, "api"),
         Action.UPDATE,
         "shadeform",
         before=before,
-        after={"name": "api-v2", "envs": {"HF_TOKEN": SECRET}},
+        after=after,
         id="sf-7",
-        sensitive=("envs.HF_TOKEN",),
+        sensitive=paths,
+        masked_after=mask_sensitive(after, paths, plan_lineage),  # as the planner hands it over
     )
     text = human(make_plan(change))
     assert "HF_TOKEN" not in text
     assert "        # (1 unchanged attribute hidden)" in text
-    rotated = dataclasses.replace(change, after={"name": "api-v2", "envs": {"HF_TOKEN": "hf_rotated_999"}})
+    rotated_after = {"name": "api-v2", "envs": {"HF_TOKEN": "hf_rotated_999"}}
+    rotated = dataclasses.replace(
+        change, after=rotated_after, masked_after=mask_sensitive(rotated_after, paths, plan_lineage)
+    )
     text = human(make_plan(rotated))
     assert re.search(r'^          ~ "HF_TOKEN" = \(sensitive\)$', text, re.M)
     assert "hf_rotated_999" not in text
