@@ -35,10 +35,9 @@ from reconciler.planner import (
     imported_resource,
     plan_changes,
     providers_needing_offerings,
-    refresh_computed,
-    refresh_state,
 )
 from reconciler.planner_pending import resolve_pending
+from reconciler.planner_refresh import refresh_computed, refresh_state
 from reconciler.price_caps import price_cap_warnings
 from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings

@@ -6,12 +6,12 @@ over the whole plan (`planner_passes`) add the deletes of removed resources, exp
 known only after apply, keep to `--target`, attach the offering choices, check that what is
 created can be, spread create_before_destroy and enforce prevent_destroy; the deletes of
 deposed objects, the cost and the orphans close it. Before any of it, `planner_pending`
-settles the operations a crashed run left half-done.
+settles the operations a crashed run left half-done; `planner_refresh` reads drift.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,6 @@ from reconciler.foreign_objects import find_foreign_objects
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
     CREATE_TIMED_OUT,
-    MASK_PREFIX,
     Action,
     ActionReason,
     Address,
@@ -51,13 +50,13 @@ from reconciler.planner_passes import (
     spread_create_before_destroy,
     target_graph,
 )
+from reconciler.planner_refresh import changed_keys, refreshed_before
 from reconciler.selection import Selection, rank, select
 from reconciler.state.model import ResourceState, StateDocument
 from reconciler.unknowns import PlannedValues, explain_unknowns, resolve_for_plan
 
 LiveKey = tuple[str, Kind]
 OFFERING_KEY = "offering"
-REFERENCE_KEYS = ("ssh_key", "volumes")
 
 
 @dataclass(frozen=True)
@@ -350,7 +349,7 @@ def _diff_tracked(
     """Replace, update in place or leave alone an object that exists: by what failed, what
     was asked, and which changed attributes the API can change in place."""
     res = wanted.res
-    before = _refreshed_before(prior, observed)
+    before = refreshed_before(prior, observed)
     hourly_before = prior.hourly_price or 0.0
     if observed is not None and observed.hourly_price is not None and res.address.kind is Kind.INSTANCE:
         hourly_before = observed.hourly_price
@@ -368,7 +367,7 @@ def _diff_tracked(
         replace_reasons.append("replacement requested with --replace")
         if reason is not ActionReason.REPLACE_BECAUSE_TAINTED:
             reason = ActionReason.REPLACE_BY_REQUEST
-    changed = _changed_keys(before, wanted.masked_after, res.lifecycle.ignore_changes)
+    changed = changed_keys(before, wanted.masked_after, res.lifecycle.ignore_changes)
     updatable = live.updatable.get((res.provider, res.address.kind), frozenset())
     forcing = [k for k in changed if k not in updatable and k != EXPIRY_KEY]
     for dep in res.depends_on:
@@ -469,36 +468,6 @@ def _desired_attributes(
     return attrs, 0.0, None
 
 
-def _refreshed_before(prior: ResourceState, observed: LiveResource | None) -> dict[str, Any]:
-    """State attributes overlaid with what the API reports now (drift shows as a diff).
-
-    Where state keeps a sensitive value's digest, the digest stays: the API reports the
-    value in clear, which must neither count as drift nor reach a plan, state or output.
-    """
-    before = dict(prior.attributes)
-    if observed is not None:
-        for key, value in observed.attributes.items():
-            if key in before and key not in REFERENCE_KEYS:
-                before[key] = _overlay_keeping_digests(before[key], value)
-    return before
-
-
-def _overlay_keeping_digests(stored: Any, reported: Any) -> Any:
-    if isinstance(stored, str) and stored.startswith(MASK_PREFIX):
-        return stored
-    if isinstance(stored, dict) and isinstance(reported, dict):
-        return {k: _overlay_keeping_digests(stored[k], v) if k in stored else v for k, v in reported.items()}
-    if isinstance(stored, list) and isinstance(reported, list) and len(stored) == len(reported):
-        return [_overlay_keeping_digests(a, b) for a, b in zip(stored, reported, strict=True)]
-    return reported
-
-
-def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], ignore: Iterable[str]) -> list[str]:
-    ignored = set(ignore)
-    keys = set(before) | set(after)
-    return sorted(k for k in keys if k not in ignored and before.get(k) != after.get(k))
-
-
 def providers_needing_offerings(
     resources: Mapping[Address, Resource], doc: StateDocument, reselect: bool = False
 ) -> tuple[set[str], set[str]]:
@@ -526,56 +495,6 @@ def providers_needing_offerings(
             if prior is None or prior.hourly_price is None or prior.attributes != res.attributes:
                 volume_providers.add(res.provider)
     return instance_providers, volume_providers
-
-
-def refresh_state(doc: StateDocument, live: LiveView) -> tuple[StateDocument, tuple[str, ...]]:
-    """State updated from live: drifted attributes taken over, objects gone forgotten.
-
-    This is `reconciler refresh` (and what `plan --refresh-only` shows): it records what
-    happened outside reconciler without changing any resource.
-    """
-    new = doc.model_copy(deep=True)
-    notes: list[str] = []
-    for key, prior in doc.resources.items():
-        address = Address.parse(key)
-        if not live.refreshed(prior.provider, address.kind):
-            continue
-        observed = live.lookup(prior.provider, address.kind, prior.id)
-        if observed is None or observed.status is Status.DELETED:
-            del new.resources[key]
-            notes.append(f"{key}: {prior.id} was deleted outside reconciler (refresh forgets it)")
-            continue
-        refreshed = _refreshed_before(prior, observed)
-        for attr in _changed_keys(prior.attributes, refreshed, ()):
-            notes.append(
-                f"{key}: {attr} changed outside reconciler: {prior.attributes.get(attr)!r} -> {refreshed.get(attr)!r}"
-            )
-        updates: dict[str, Any] = {
-            "attributes": refreshed,
-            "status": observed.status.value,
-            "computed": observed.computed or prior.computed,
-        }
-        if observed.status.value != prior.status:
-            notes.append(f"{key}: status {prior.status} -> {observed.status.value}")
-        if observed.hourly_price is not None:
-            updates["hourly_price"] = observed.hourly_price
-        new.resources[key] = prior.model_copy(update=updates)
-    return new, tuple(notes)
-
-
-def refresh_computed(doc: StateDocument, live: LiveView) -> StateDocument:
-    """State with the computed attributes (ip, ssh_port, ...) each refreshed object reports now.
-
-    Computed attributes never count as drift: this is how every plan keeps them current.
-    """
-    updates: dict[str, ResourceState] = {}
-    for key, prior in doc.resources.items():
-        observed = live.lookup(prior.provider, Address.parse(key).kind, prior.id)
-        if observed is not None and observed.computed and observed.computed != prior.computed:
-            updates[key] = prior.model_copy(update={"computed": dict(observed.computed)})
-    if not updates:
-        return doc
-    return doc.model_copy(update={"resources": {**doc.resources, **updates}})
 
 
 PIN_ATTRIBUTES = ("cloud", "region", "shade_instance_type", "offering_id")
