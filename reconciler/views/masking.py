@@ -6,9 +6,10 @@ where a sensitive value is already the digest state keeps, never the value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from reconciler.model import Change
+from reconciler.model import MASK_PREFIX, Change
 
 SENSITIVE_TEXT = "(sensitive)"
 KNOWN_AFTER_APPLY = "(known after apply)"
@@ -37,29 +38,45 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def _masked(value: Any, path: Path, sensitive: frozenset[Path]) -> tuple[Any, Any]:
-    """(value with sensitive leaves set to None, Terraform sensitivity mark or None)."""
-    if is_sensitive(path, sensitive):
+def hide(
+    value: Any, hidden: Callable[[Path, Any], bool], path: Path = (), below: Callable[[Path], bool] | None = None
+) -> tuple[Any, Any]:
+    """(value with each hidden part as None, Terraform's sensitivity marks for it or None).
+
+    `hidden` says whether the value at a path is hidden; `below`, whether anything under a
+    path may be (a walk stops where nothing can be).
+    """
+    if hidden(path, value):
         return None, True
-    if not any(s[: len(path)] == path and len(s) > len(path) for s in sensitive):
+    if below is not None and not below(path):
         return value, None
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         marks: dict[str, Any] = {}
         for key, item in value.items():
-            out[key], mark = _masked(item, (*path, str(key)), sensitive)
+            out[key], mark = hide(item, hidden, (*path, str(key)), below)
             if mark is not None:
                 marks[key] = mark
         return out, (marks or None)
     if isinstance(value, list):
-        items = [_masked(item, (*path, str(i)), sensitive) for i, item in enumerate(value)]
+        items = [hide(item, hidden, (*path, str(i)), below) for i, item in enumerate(value)]
         marks_list = [m if m is not None else False for _, m in items]
         return [v for v, _ in items], (marks_list if any(marks_list) else None)
     return value, None
 
 
 def masked_side(value: dict[str, Any] | None, sensitive: frozenset[Path]) -> tuple[Any, Any]:
+    """One side of a plan JSON change: each sensitive path null, and its marks (`{}` for none)."""
     if value is None:
         return None, False
-    masked, mark = _masked(value, (), sensitive)
+    masked, mark = hide(
+        value,
+        lambda path, _: is_sensitive(path, sensitive),
+        below=lambda path: any(s[: len(path)] == path and len(s) > len(path) for s in sensitive),
+    )
     return masked, (mark or {})
+
+
+def hide_digests(value: Any) -> tuple[Any, Any]:
+    """State's values with each salted digest (a sensitive value state kept) as null, and marks."""
+    return hide(value, lambda _, item: isinstance(item, str) and item.startswith(MASK_PREFIX))

@@ -9,30 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.model import MASK_PREFIX, Address
+from reconciler.model import Address
 from reconciler.state.model import ResourceState, StateDocument
+from reconciler.views.masking import hide_digests
 from reconciler.views.outputs import outputs_json
 
 STATE_FORMAT_VERSION = "1.0"
-
-
-def _hide_digests(value: Any) -> tuple[Any, Any]:
-    """(value with digests as null, Terraform's sensitivity marks for it or None)."""
-    if isinstance(value, str) and value.startswith(MASK_PREFIX):
-        return None, True
-    if isinstance(value, dict):
-        shown: dict[str, Any] = {}
-        marks: dict[str, Any] = {}
-        for key, item in value.items():
-            shown[key], mark = _hide_digests(item)
-            if mark is not None:
-                marks[key] = mark
-        return shown, (marks or None)
-    if isinstance(value, list):
-        pairs = [_hide_digests(item) for item in value]
-        marks_list = [m if m is not None else False for _, m in pairs]
-        return [v for v, _ in pairs], (marks_list if any(marks_list) else None)
-    return value, None
 
 
 def resource_values(res: ResourceState) -> dict[str, Any]:
@@ -42,7 +24,7 @@ def resource_values(res: ResourceState) -> dict[str, Any]:
 
 def _resource_json(key: str, res: ResourceState, deposed: str | None = None) -> dict[str, Any]:
     address = Address.parse(key)
-    values, marks = _hide_digests(resource_values(res))
+    values, marks = hide_digests(resource_values(res))
     entry: dict[str, Any] = {
         "address": key,
         "mode": "managed",
