@@ -14,15 +14,14 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from reconciler.errors import CapacityError, ProviderError, ReconcilerError
+from reconciler.apply_steps import Phase, Step, build_steps
+from reconciler.errors import CapacityError, CreateOutcomeUnknown, ProviderError, ReconcilerError
 from reconciler.failover import BootFailure, CapacityRefused, NoCapacityError, attempt_of, no_capacity
 from reconciler.model import (
     CREATE_TIMED_OUT,
     Action,
-    Address,
     Change,
     Kind,
     LiveResource,
@@ -31,28 +30,21 @@ from reconciler.model import (
     new_marker,
 )
 from reconciler.providers.base import Provider
-from reconciler.state.backend import StateBackend
-from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
+from reconciler.state.ledger import CreateTicket, StateLedger, sent_now
+from reconciler.state.model import PendingOperation, StateDocument
 from reconciler.unknowns import AppliedValues
 
-OUTCOME_UNKNOWN = "create_outcome_unknown"
 CREATE_ATTEMPTS = 6
-
-
-def _sent_now() -> str:
-    """When a create is (about to be) sent, to the microsecond: a crash recovery waits out a
-    lagging list's consistency window from this instant."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class ApplyObserver(Protocol):
     """What the applier tells the person (or machine) watching."""
 
-    def step_started(self, change: Change, phase: str) -> None: ...
+    def step_started(self, change: Change, phase: Phase) -> None: ...
 
-    def step_finished(self, change: Change, phase: str, seconds: float, id: str | None) -> None: ...
+    def step_finished(self, change: Change, phase: Phase, seconds: float, id: str | None) -> None: ...
 
-    def step_failed(self, change: Change, phase: str, error: str) -> None: ...
+    def step_failed(self, change: Change, phase: Phase, error: str) -> None: ...
 
     def waiting(self, change: Change, status: str, seconds: float) -> None: ...
 
@@ -65,13 +57,13 @@ class ApplyObserver(Protocol):
 
 
 class SilentObserver:
-    def step_started(self, change: Change, phase: str) -> None:
+    def step_started(self, change: Change, phase: Phase) -> None:
         return None
 
-    def step_finished(self, change: Change, phase: str, seconds: float, id: str | None) -> None:
+    def step_finished(self, change: Change, phase: Phase, seconds: float, id: str | None) -> None:
         return None
 
-    def step_failed(self, change: Change, phase: str, error: str) -> None:
+    def step_failed(self, change: Change, phase: Phase, error: str) -> None:
         return None
 
     def waiting(self, change: Change, status: str, seconds: float) -> None:
@@ -124,42 +116,6 @@ class ApplyResult:
         return not self.failed and not self.not_started and not self.interrupted
 
 
-class StateWriter:
-    """Coalesces concurrent state updates into as few durable writes as possible.
-
-    `persist()` returns once a write containing every change made before the call is
-    durable. While one write is in flight, later callers share the next one.
-    """
-
-    def __init__(self, backend: StateBackend, doc: StateDocument) -> None:
-        self.backend = backend
-        self.doc = doc
-        self._mutations = 0
-        self._durable = 0
-        self._lock = asyncio.Lock()
-        self.writes = 0
-
-    async def persist(self) -> None:
-        self._mutations += 1
-        wanted = self._mutations
-        async with self._lock:
-            if self._durable >= wanted:
-                return
-            covered = self._mutations
-            snapshot = self.doc.model_copy(
-                update={
-                    "serial": self.doc.serial + 1,
-                    "resources": dict(self.doc.resources),
-                    "pending": list(self.doc.pending),
-                    "deposed": list(self.doc.deposed),
-                }
-            )
-            await asyncio.to_thread(self.backend.write, snapshot)
-            self.doc.serial = snapshot.serial
-            self._durable = covered
-            self.writes += 1
-
-
 class InstanceWatcher:
     """Polls one provider's instances: one list call per interval covers every waiter.
 
@@ -209,77 +165,11 @@ class InstanceWatcher:
                 pass
 
 
-@dataclass(frozen=True)
-class Step:
-    change: Change
-    phase: str  # "create" | "delete" | "update"
-
-    @functools.cached_property
-    def key(self) -> str:
-        suffix = f"#{self.change.deposed}" if self.change.deposed else ""
-        return f"{self.phase}:{self.change.address}{suffix}"
-
-
-def build_steps(
-    plan_changes: tuple[Change, ...], doc: StateDocument
-) -> tuple[list[Step], dict[str, set[str]]]:
-    """The steps of a plan and, for each, the step keys it must wait for."""
-    steps: list[Step] = []
-    create_of: dict[Address, Step] = {}
-    delete_of: dict[tuple[Address, str | None], Step] = {}
-    deletes_at: dict[Address, list[Step]] = {}  # current and deposed objects of one address
-    for change in plan_changes:
-        if change.action in (Action.CREATE, Action.REPLACE):
-            step = Step(change, "create")
-            steps.append(step)
-            create_of[change.address] = step
-        if change.action in (Action.DELETE, Action.REPLACE):
-            step = Step(change, "delete")
-            steps.append(step)
-            delete_of[(change.address, change.deposed)] = step
-            deletes_at.setdefault(change.address, []).append(step)
-        if change.action is Action.UPDATE:
-            step = Step(change, "update")
-            steps.append(step)
-            create_of[change.address] = step
-    waits: dict[str, set[str]] = {s.key: set() for s in steps}
-    for step in steps:
-        change = step.change
-        if step.phase in ("create", "update"):
-            for dep in change.depends_on:
-                if dep in create_of:
-                    waits[step.key].add(create_of[dep].key)
-            own_delete = delete_of.get((change.address, None))
-            if step.phase == "create" and own_delete is not None:
-                if change.create_before_destroy:
-                    waits[own_delete.key].add(step.key)
-                else:
-                    waits[step.key].add(own_delete.key)
-        else:
-            old_deps = _old_dependencies(change, doc)
-            for dep in old_deps:
-                for target in deletes_at.get(dep, ()):
-                    waits[target.key].add(step.key)
-    return steps, waits
-
-
-def _old_dependencies(change: Change, doc: StateDocument) -> tuple[Address, ...]:
-    if change.deposed:
-        for d in doc.deposed:
-            if d.id == change.deposed:
-                return tuple(Address.parse(x) for x in d.depends_on)
-        return ()
-    prior = doc.resources.get(str(change.address))
-    if prior is None:
-        return ()
-    return tuple(Address.parse(x) for x in prior.depends_on)
-
-
 class Applier:
     def __init__(
         self,
         changes: tuple[Change, ...],
-        writer: StateWriter,
+        ledger: StateLedger,
         providers: Mapping[str, Provider],
         options: ApplyOptions | None = None,
         observer: ApplyObserver | None = None,
@@ -287,8 +177,8 @@ class Applier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.changes = changes
-        self.writer = writer
-        self.doc = writer.doc
+        self.ledger = ledger
+        self.doc = ledger.doc  # read here; changed only through the ledger's transitions
         self.providers = providers
         self.options = options or ApplyOptions()
         self.observer = observer or SilentObserver()
@@ -313,7 +203,7 @@ class Applier:
         for key, deps in waits.items():
             for dep in deps:
                 dependents[dep].append(key)
-        needed_gone = {dep for deps in waits.values() for dep in deps if by_key[dep].phase == "delete"}
+        needed_gone = {dep for deps in waits.values() for dep in deps if by_key[dep].phase is Phase.DELETE}
         unmet = {key: len(deps) for key, deps in waits.items()}
         ready = collections.deque(s.key for s in steps if unmet[s.key] == 0)
         finished: asyncio.Queue[tuple[str, StepOutcome]] = asyncio.Queue()
@@ -373,19 +263,19 @@ class Applier:
                 await watcher.close()
         result.not_started.extend(s.key for s in steps if s.key not in settled)
         result.interrupted = self.stop.is_set()
-        await self.writer.persist()
+        await self.ledger.flush()
         return result
 
     @staticmethod
     def _count(result: ApplyResult, step: Step) -> None:
-        if step.phase == "update":
+        if step.phase is Phase.UPDATE:
             result.changed += 1
-        elif step.phase == "create":
+        elif step.phase is Phase.CREATE:
             result.added += 1
         else:
             result.destroyed += 1
 
-    def _begin(self, change: Change, phase: str) -> None:
+    def _begin(self, change: Change, phase: Phase) -> None:
         """Called with a slot in hand: a step queued for one when an interrupt came never
         starts; one that does start is announced only now, not while it waits for a slot."""
         if self.stop.is_set():
@@ -396,9 +286,9 @@ class Applier:
         started = self.clock()
         new_id: str | None
         try:
-            if step.phase == "create":
+            if step.phase is Phase.CREATE:
                 new_id = await self._create(step.change)
-            elif step.phase == "delete":
+            elif step.phase is Phase.DELETE:
                 new_id = await self._delete(step.change, wait_gone)
             else:
                 new_id = await self._update(step.change)
@@ -428,7 +318,7 @@ class Applier:
         return after
 
     def _id_of(self, address: str, change: Change) -> str:
-        res = self.doc.resources.get(address)
+        res = self.ledger.resource(address)
         if res is None:
             raise ReconcilerError(
                 f"{change.address}: {address} has no provider id in state (was it created?)"
@@ -473,7 +363,7 @@ class Applier:
     async def _discard_failed_boot(self, change: Change, id: str) -> None:
         """Delete an instance that ended in error (fallback.on_boot_failure), through the same
         pending-record protocol as any delete, before the next candidate is tried."""
-        held = self.doc.resources.get(str(change.address))
+        held = self.ledger.resource(str(change.address))
         marker = held.marker if held is not None and held.id == id else None
         doomed = Change(
             address=change.address, action=Action.DELETE, provider=change.provider,
@@ -484,27 +374,15 @@ class Applier:
     async def _create_attempt(self, change: Change, *, first: bool) -> str:
         kind = change.address.kind
         provider = self.providers[change.provider]
-        address = str(change.address)
         spec = self._spec(change)
         masked = mask_sensitive(change.after or {}, change.sensitive, self.doc.lineage)
         marker = new_marker(self.doc.lineage)
         async with self._slots:
             if first:
-                self._begin(change, "create")
-            current = self.doc.resources.get(address)
-            deposed: DeposedResource | None = None
-            if current is not None and change.action is Action.REPLACE:
-                # create_before_destroy: the old object waits in `deposed` for its delete step.
-                deposed = DeposedResource(address=address, **current.model_dump())
-                self.doc.deposed.append(deposed)
-                del self.doc.resources[address]
-            elif current is not None:
-                # A plain create over a state entry: the plan found that object gone (deleted
-                # outside), so there is nothing left to delete and the entry is dropped.
-                del self.doc.resources[address]
+                self._begin(change, Phase.CREATE)
             pending = PendingOperation(
                 op="create",
-                address=address,
+                address=str(change.address),
                 provider=change.provider,
                 kind=kind.value,
                 marker=marker,
@@ -512,93 +390,61 @@ class Applier:
                 attributes=masked,
                 depends_on=[str(d) for d in change.depends_on],
                 hourly_price=change.hourly_after or None,
-                started_at=_sent_now(),
+                started_at=sent_now(),
             )
-            self.doc.pending.append(pending)
-            await self.writer.persist()
+            ticket = await self.ledger.begin_create(pending, replacing=change.action is Action.REPLACE)
             try:
-                created_id, status, computed, pending = await self._create_once_only(
-                    provider, kind, spec, marker, pending, deposed
-                )
+                created_id, status, computed = await self._create_once_only(provider, kind, spec, ticket)
             except CapacityError as exc:
-                if any(p.marker == marker for p in self.doc.pending):
+                if self.ledger.is_pending(marker):
                     raise  # an earlier try's outcome is unknown: the next run settles it
                 raise CapacityRefused(exc) from exc
-        self.doc.resources[address] = ResourceState(
-            provider=change.provider,
-            kind=kind.value,
-            id=created_id,
-            attributes=masked,
-            depends_on=[str(d) for d in change.depends_on],
-            marker=marker,
-            status=status,
-            hourly_price=change.hourly_after or None,
-            created_at=pending.started_at,
-            computed={**computed, "id": created_id},
-        )
-        self.doc.pending = [p for p in self.doc.pending if p is not pending]
-        await self.writer.persist()
+        await self.ledger.record_created(ticket, created_id, status, computed)
         if kind is Kind.INSTANCE:
             await self._wait_active(change, provider, created_id)
         return created_id
 
     async def _create_once_only(
-        self,
-        provider: Provider,
-        kind: Kind,
-        spec: dict[str, Any],
-        marker: str,
-        pending: PendingOperation,
-        deposed: DeposedResource | None,
-    ) -> tuple[str, str, dict[str, Any], PendingOperation]:
+        self, provider: Provider, kind: Kind, spec: dict[str, Any], ticket: CreateTicket
+    ) -> tuple[str, str, dict[str, Any]]:
         """Create; when the answer is lost, find the object by marker before any retry.
 
         The pending record is stamped again right before every send (a crash recovery counts
         a lagging list's window from it). Once an attempt's outcome is unknown the record is
         never cleared here, whatever later attempts answer: the next run settles it.
         """
+        marker = ticket.pending.marker
         ambiguous = False
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             if attempt > 1:
-                restamped = pending.model_copy(update={"started_at": _sent_now()})
-                self.doc.pending = [restamped if p is pending else p for p in self.doc.pending]
-                pending = restamped
-                await self.writer.persist()
+                await self.ledger.restamp(ticket)
             try:
                 created = await provider.create(kind, spec, marker)
                 status = created.live.status.value if created.live else Status.PENDING.value
                 if kind is not Kind.INSTANCE:
                     status = Status.ACTIVE.value
-                return created.id, status, dict(created.live.computed) if created.live else {}, pending
+                return created.id, status, dict(created.live.computed) if created.live else {}
+            except CreateOutcomeUnknown:
+                ambiguous = True
+                found = await self._find_by_marker(provider, kind, marker)
+                if found is not None:
+                    return found.id, found.status.value, dict(found.computed)
+                if attempt == CREATE_ATTEMPTS:
+                    raise
             except ProviderError as exc:
-                last_try = attempt == CREATE_ATTEMPTS
-                if exc.error_type == OUTCOME_UNKNOWN:
-                    ambiguous = True
-                    found = await self._find_by_marker(provider, kind, marker)
-                    if found is not None:
-                        return found.id, found.status.value, dict(found.computed), pending
-                    if last_try:
-                        raise
-                elif exc.retryable and not last_try:
+                if exc.retryable and attempt < CREATE_ATTEMPTS:
                     # Refused before acting (429, no connection): wait as the API asks.
                     await asyncio.sleep(exc.retry_after if exc.retry_after is not None else 2.0**attempt / 4)
-                else:
-                    if not ambiguous:
-                        self.doc.pending = [p for p in self.doc.pending if p is not pending]
-                        if deposed is not None:
-                            # Nothing replaced it: the old object is the resource again.
-                            self.doc.deposed = [d for d in self.doc.deposed if d is not deposed]
-                            self.doc.resources[deposed.address] = ResourceState(
-                                **deposed.model_dump(exclude={"address"})
-                            )
-                        await self.writer.persist()
-                    raise
+                    continue
+                if not ambiguous:
+                    await self.ledger.abandon(ticket)
+                raise
         raise AssertionError("unreachable")
 
     async def _find_by_marker(self, provider: Provider, kind: Kind, marker: str) -> LiveResource | None:
         deadline = self.clock() + provider.list_consistency_seconds
         while True:
-            tracked = {r.id for r in self.doc.resources.values()}
+            tracked = self.ledger.tracked_ids()
             for res in await provider.list(kind):
                 if (
                     res.marker == marker
@@ -614,13 +460,7 @@ class Applier:
         self, address: str, id: str, status: str, seen: LiveResource | None = None
     ) -> None:
         """Record what the API reports now: the status, and the computed attributes it shows."""
-        current = self.doc.resources.get(address)
-        if current is None or current.id != id:
-            return
-        computed = {**current.computed, **seen.computed} if seen is not None else current.computed
-        if current.status != status or computed != current.computed:
-            self.doc.resources[address] = current.model_copy(update={"status": status, "computed": computed})
-            await self.writer.persist()
+        await self.ledger.record_status(address, id, status, seen.computed if seen is not None else None)
 
     async def _wait_active(self, change: Change, provider: Provider, id: str) -> None:
         address = str(change.address)
@@ -666,27 +506,16 @@ class Applier:
                 self.observer.waiting(change, seen.status.value, elapsed)
                 last_report = self.clock()
 
-    def _owner_of(self, address: str, id: str, planned: str) -> str:
-        """The provider that holds object `id`: the one state recorded it under, which is not the
-        plan's provider when the configuration moved the resource to another provider."""
-        current = self.doc.resources.get(address)
-        if current is not None and current.id == id:
-            return current.provider
-        for old in self.doc.deposed:
-            if old.id == id:
-                return old.provider
-        return planned
-
     async def _delete(self, change: Change, wait_gone: bool) -> str | None:
         kind = change.address.kind
         address = str(change.address)
         assert change.id is not None
         delete_id = change.deposed or change.id
-        provider_name = self._owner_of(address, delete_id, change.provider)
+        provider_name = self.ledger.owner_of(address, delete_id, change.provider)
         provider = self.providers[provider_name]
         async with self._slots:
-            self._begin(change, "delete")
-            pending = PendingOperation(
+            self._begin(change, Phase.DELETE)
+            pending = await self.ledger.begin_delete(PendingOperation(
                 op="delete",
                 address=address,
                 provider=provider_name,
@@ -694,23 +523,15 @@ class Applier:
                 marker=change.marker or "",
                 name=str((change.before or {}).get("name", "")),
                 id=delete_id,
-            )
-            self.doc.pending.append(pending)
-            await self.writer.persist()
+            ))
             try:
                 await provider.delete(kind, delete_id)
             except ProviderError:
-                self.doc.pending = [p for p in self.doc.pending if p is not pending]
-                await self.writer.persist()
+                await self.ledger.abandon_delete(pending)
                 raise
         if wait_gone and kind is Kind.INSTANCE:
             await self._wait_gone(change, provider_name, delete_id)
-        current = self.doc.resources.get(address)
-        if current is not None and current.id == delete_id:
-            del self.doc.resources[address]
-        self.doc.deposed = [d for d in self.doc.deposed if d.id != delete_id]
-        self.doc.pending = [p for p in self.doc.pending if p is not pending]
-        await self.writer.persist()
+        await self.ledger.record_deleted(pending)
         return delete_id
 
     async def _wait_gone(self, change: Change, provider_name: str, id: str) -> None:
@@ -736,12 +557,8 @@ class Applier:
         allowed = provider.updatable(change.address.kind)
         updates = {k: after.get(k) for k in allowed if masked.get(k) != before.get(k)}
         async with self._slots:
-            self._begin(change, "update")
+            self._begin(change, Phase.UPDATE)
             if updates:  # an expiry kept only in state changes nothing at the provider
                 await provider.update(change.address.kind, change.id, updates, change.marker or "")
-        address = str(change.address)
-        current = self.doc.resources.get(address)
-        if current is not None:
-            self.doc.resources[address] = current.model_copy(update={"attributes": masked})
-            await self.writer.persist()
+        await self.ledger.record_updated(str(change.address), masked)
         return change.id

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult, StateWriter
+from reconciler.applier import Applier, ApplyObserver, ApplyOptions, ApplyResult
 from reconciler.budget import check_budget
 from reconciler.config import Config
 from reconciler.cost_report import CostReport, cost_report
@@ -42,6 +42,7 @@ from reconciler.price_caps import price_cap_warnings
 from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings
 from reconciler.state.backend import StateBackend
+from reconciler.state.ledger import StateLedger
 from reconciler.state.local import LocalStateBackend
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import DamagedStateError
@@ -480,12 +481,9 @@ async def apply_plan(
         # Nothing to do and nothing new to record: a write would only bump the serial and
         # make every other saved plan of this state stale.
         return ApplyResult(state=doc)
-    writer = StateWriter(backend, doc)
-    result = await Applier(plan.changes, writer, providers, options, observer, stop).run()
-    recorded = outputs_after_apply(outputs or {}, result.state)
-    if recorded != result.state.outputs:
-        result.state.outputs = recorded
-        await writer.persist()
+    ledger = StateLedger(backend, doc)
+    result = await Applier(plan.changes, ledger, providers, options, observer, stop).run()
+    await ledger.record_outputs(outputs_after_apply(outputs or {}, result.state))
     return result
 
 

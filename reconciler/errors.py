@@ -112,6 +112,18 @@ class ProviderError(ReconcilerError):
         super().__init__(f"{provider}:{code}{kind}: {message}".replace(":  ", ": "), hint)
 
 
+class CreateOutcomeUnknown(ProviderError):
+    """A create was sent and its answer lost: the object may exist. It is looked up by its
+    ownership marker, never sent again blindly; an unsettled one is left for the next run."""
+
+    ERROR_TYPE = "create_outcome_unknown"
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(
+            message, provider=provider, status=status, error_type=self.ERROR_TYPE, retryable=False, hint=hint
+        )
+
+
 class NotFoundError(ProviderError):
     """The resource does not exist (404)."""
 

@@ -10,7 +10,7 @@ Retry rules, because reconciler handles money:
   dropped connections, with exponential backoff and jitter, up to `max_retries` times;
 - a create is retried only when the API cannot have acted on it: a 429, or a connection
   that never opened. If the request may have reached the API (timeout, dropped connection,
-  5xx, unreadable answer) the create raises `ProviderError(error_type="create_outcome_unknown")`
+  5xx, unreadable answer) the create raises `CreateOutcomeUnknown` (a ProviderError)
   and the caller looks the resource up by its ownership marker instead of creating twice.
 
 The API key is sent in a header and never appears in messages: API answers that echo it
@@ -34,7 +34,14 @@ from urllib.parse import quote
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from reconciler.errors import AuthError, CapacityError, ConfigError, NotFoundError, ProviderError
+from reconciler.errors import (
+    AuthError,
+    CapacityError,
+    ConfigError,
+    CreateOutcomeUnknown,
+    NotFoundError,
+    ProviderError,
+)
 from reconciler.model import Kind
 from reconciler.providers.base import ProviderSettings
 from reconciler.redaction import Scrubber
@@ -47,7 +54,7 @@ Clock = Callable[[], float]
 # A Retry-After longer than this is not waited out inside one call: the error is raised
 # (retryable, with retry_after set) so the caller decides.
 MAX_HONOURED_RETRY_AFTER_SECONDS = 60.0
-CREATE_OUTCOME_UNKNOWN = "create_outcome_unknown"
+CREATE_OUTCOME_UNKNOWN = CreateOutcomeUnknown.ERROR_TYPE
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 BACKOFF_JITTER_SECONDS = 0.5
@@ -473,13 +480,12 @@ class ApiClient:
             return self.create_outcome_unknown(message, None)
         return self._error(message, error_type=error_type, retryable=True)
 
-    def create_outcome_unknown(self, what: str, status: int | None) -> ProviderError:
+    def create_outcome_unknown(self, what: str, status: int | None) -> CreateOutcomeUnknown:
         """The error for a create that may or may not have happened (never retried blindly)."""
-        return self._error(
-            f"create request failed after it was sent ({what}); the resource may exist",
+        return CreateOutcomeUnknown(
+            self._redact(f"create request failed after it was sent ({what}); the resource may exist"),
+            provider=self.provider,
             status=status,
-            error_type=CREATE_OUTCOME_UNKNOWN,
-            retryable=False,
             hint="look the resource up by its ownership marker before creating it again",
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from reconciler.applier import Applier, ApplyOptions, StateWriter
+from reconciler.applier import Applier, ApplyOptions
 from reconciler.model import (
     Action,
     Address,
@@ -19,6 +19,7 @@ from reconciler.model import (
     VolumeOffering,
 )
 from reconciler.references import parse_reference, placeholder
+from reconciler.state.ledger import StateLedger
 from reconciler.state.model import StateDocument
 
 HEAD = Address(Kind.INSTANCE, "head")
@@ -101,8 +102,8 @@ def changes() -> tuple[Change, ...]:
 async def test_the_head_is_ready_only_with_an_ip_and_the_worker_gets_it() -> None:
     provider = BootingProvider(silent_polls=3)
     doc = StateDocument()
-    writer = StateWriter(MemoryBackend(), doc)  # type: ignore[arg-type]
-    result = await Applier(changes(), writer, {"shadeform": provider}, ApplyOptions(poll_interval=0.001)).run()
+    ledger = StateLedger(MemoryBackend(), doc)  # type: ignore[arg-type]
+    result = await Applier(changes(), ledger, {"shadeform": provider}, ApplyOptions(poll_interval=0.001)).run()
     assert result.ok, result.failed
     head = doc.resources["instances.head"]
     assert head.status == "active" and head.computed["ip"] == "10.0.0.1"
@@ -116,11 +117,11 @@ async def test_the_head_is_ready_only_with_an_ip_and_the_worker_gets_it() -> Non
 async def test_an_instance_that_never_reports_an_ip_times_out_and_its_dependent_waits() -> None:
     provider = BootingProvider(silent_polls=10**9)
     doc = StateDocument()
-    writer = StateWriter(MemoryBackend(), doc)  # type: ignore[arg-type]
+    ledger = StateLedger(MemoryBackend(), doc)  # type: ignore[arg-type]
     options = ApplyOptions(poll_interval=0.001, create_timeout=5.0)
     ticks = iter(range(10**6))  # a clock that moves one second per reading: no wall-clock timing
     result = await Applier(
-        changes(), writer, {"shadeform": provider}, options, clock=lambda: float(next(ticks))
+        changes(), ledger, {"shadeform": provider}, options, clock=lambda: float(next(ticks))
     ).run()
     assert [key for key, _ in result.failed] == ["create:instances.head"]
     assert "no ip reported yet" in result.failed[0][1]
