@@ -6,37 +6,46 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from reconciler import engine
+from reconciler import engine, state_ops
 from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.cli_options import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    Location,
+    Session,
+    apply_flags,
+    location_options,
+    parse_addresses,
+    parse_duration,
+    plan_flags,
+    plan_options,
+    print_notes,
+    run_async,
+)
+from reconciler.cli_state import state
 from reconciler.completion import complete_addresses, completion_command
-from reconciler.config import Config, config_json_schema, load_config
+from reconciler.config import config_json_schema
 from reconciler.connect import ready_targets, ssh_command, ssh_config_text, ssh_target
 from reconciler.cost_report import cost_table
-from reconciler.errors import ConfigError, ReconcilerError, StateError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.graph import DependencyGraph
-from reconciler.model import Address, OfferingRequest, Plan
-from reconciler.offering_search import offering_json, offerings_table, search
+from reconciler.model import OfferingRequest, Plan
 from reconciler.outputs import sensitive_value
 from reconciler.planfile import read_plan_file, restore_secrets, write_plan_file
 from reconciler.planner import PlanOptions
-from reconciler.redaction import ScrubbedStream, Scrubber
-from reconciler.state.backend import StateBackend
+from reconciler.redaction import ScrubbedStream
 from reconciler.state.model import StateDocument
-from reconciler.state.validation import DamagedStateError, parse_state_text, repairable_by_removal
 from reconciler.views.apply_live import choose_apply_observer, showing
 from reconciler.views.apply_progress import make_apply_observer
 from reconciler.views.diagnostics import (
@@ -48,6 +57,7 @@ from reconciler.views.diagnostics import (
 )
 from reconciler.views.init_wizard import init_command
 from reconciler.views.mermaid import config_mermaid, summary_with_diagram
+from reconciler.views.offerings import offering_json, offerings_table
 from reconciler.views.outputs import format_value, output_lines, outputs_json, raw_text
 from reconciler.views.plan_events import plan_events
 from reconciler.views.plan_human import render_plan
@@ -55,166 +65,6 @@ from reconciler.views.plan_json import plan_to_json, reconciler_version
 from reconciler.views.plan_markdown import plan_summary_markdown
 from reconciler.views.state_json import state_to_json
 from reconciler.views.state_table import render_state_table
-from reconciler.views.tables import FittingConsole, state_list_json
-
-EXIT_ERROR = 1
-EXIT_CHANGES = 2
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-T = TypeVar("T")
-
-
-def parse_duration(text: str) -> float:
-    match = _DURATION.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration (e.g. 30s, 5m, 1h)")
-    value, unit = float(match.group(1)), match.group(2) or "s"
-    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-
-
-def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    result = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            # The argument is not echoed: it may be a URL with a password in it.
-            raise click.BadParameter(f"{flag} takes NAME=VALUE; one argument has no NAME= before its value")
-        result[name.strip()] = value
-    return result
-
-
-@dataclass
-class Session:
-    """Per-invocation settings every command shares, and the secrets output must never show.
-
-    `main` routes standard output and error through `scrubber`, so every line any command
-    prints (messages, progress, JSON, tracebacks) has each secret removed in every spelling.
-    """
-
-    debug: bool = False
-    no_color: bool = False
-    scrubber: Scrubber = field(default_factory=Scrubber)
-
-    def console(self, stderr: bool = False) -> Console:
-        stream = sys.stderr if stderr else sys.stdout
-        # Logs (CI, pipes) get wide tables instead of 80 columns; COLUMNS still wins.
-        width = None if stream.isatty() or "COLUMNS" in os.environ else 160
-        return FittingConsole(stderr=stderr, no_color=self.no_color, highlight=False, soft_wrap=True, width=width)
-
-
-@dataclass
-class Location:
-    """Where the configuration and its state are, as the common flags say."""
-
-    session: Session
-    path: Path
-    state_path: Path | None
-    cli_vars: dict[str, str]
-    var_files: tuple[Path, ...]
-    backend_config: dict[str, str]
-    lock_timeout: float
-    allow_foreign_state: bool = False
-    _config: Config | None = None
-    _backend: StateBackend | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            try:
-                self._config = load_config(self.path, cli_vars=self.cli_vars, var_files=self.var_files)
-            except ConfigError as exc:
-                self.session.scrubber.add(*exc.secrets)
-                raise
-            self.session.scrubber.add(*self._config.secrets)
-        return self._config
-
-    def has_config(self) -> bool:
-        """False for a directory without any YAML file (a command that can run without one)."""
-        return not (self.path.is_dir() and not any(p.suffix in (".yaml", ".yml") for p in self.path.iterdir()))
-
-    @property
-    def backend(self) -> StateBackend:
-        if self._backend is None:
-            self._backend, note = engine.choose_backend(self.config, self.state_path, self.backend_config)
-            if note:
-                self.session.console(stderr=True).print(f"Note: {note}", markup=False)
-        return self._backend
-
-    def read_state(self) -> StateDocument:
-        """The stored state (a fresh one if none), refused if another configuration wrote it."""
-        return engine.check_state_identity(self.config, self.backend, self.backend.read(), self.allow_foreign_state)
-
-    @property
-    def sandbox(self) -> Path:
-        return engine.sandbox_path_for(self.config, self.backend)
-
-    @contextlib.contextmanager
-    def locked(self, operation: str) -> Iterator[None]:
-        """Hold the state lock; say so when the previous holder died without releasing it."""
-        with self.backend.lock(operation, self.lock_timeout):
-            stale = getattr(self.backend, "stale_lock", None)
-            if stale is not None:
-                self.session.console(stderr=True).print(
-                    f"Note: a previous run died holding the state lock ({stale.describe()}); "
-                    "the lock was released with it. Pending operations it left are settled now.",
-                    markup=False,
-                )
-            yield
-
-    def read_existing_state(self) -> StateDocument:
-        if not self.backend.exists():
-            raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
-        return self.read_state()
-
-    def read_settled_state(
-        self, what: str, must_exist: bool = False, removing: tuple[str, ...] = ()
-    ) -> StateDocument:
-        """State for an edit by hand: refused while an interrupted run's operations are unsettled,
-        since moving addresses or ids under them could lose or misplace what they created.
-        A state damaged only in the entries being removed is read, so `state rm` can repair it."""
-        try:
-            doc = self.read_existing_state() if must_exist else self.read_state()
-        except DamagedStateError as exc:
-            doc = repairable_by_removal(exc, removing)
-        if doc.pending:
-            raise StateError(
-                f"{what}: state has {len(doc.pending)} pending operation(s) from an interrupted run",
-                hint="run `reconciler refresh` (or apply) first to settle them; nothing was changed",
-            )
-        return doc
-
-
-def location_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """-f/--state/--var/--var-file/--backend-config/--lock-timeout/--no-color, as one `loc` argument."""
-
-    @click.option("-f", "--file", "path", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-                  help="Config file, or directory of *.yaml.")
-    @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None,
-                  help="Local state file (default: state/<name>.json beside the config).")
-    @click.option("--allow-foreign-state", is_flag=True,
-                  help="Use a state that another configuration wrote (it takes that state over).")
-    @click.option("--var", "cli_vars", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
-    @click.option("--var-file", "var_files", multiple=True, type=click.Path(path_type=Path),
-                  help="YAML file of variable values.")
-    @click.option("--backend-config", "backend_config", multiple=True, metavar="KEY=VALUE",
-                  help="Override a backend setting: type, path, url, schema, stack.")
-    @click.option("--lock-timeout", default="0s", show_default=True,
-                  help="How long to wait for the state lock (e.g. 60s).")
-    @click.option("--no-color", is_flag=True, help="No colours in output.")
-    @click.pass_obj
-    def wrapper(session: Session, path: Path, state_path: Path | None, allow_foreign_state: bool,
-                cli_vars: tuple[str, ...], var_files: tuple[Path, ...], backend_config: tuple[str, ...],
-                lock_timeout: str, no_color: bool, **kwargs: Any) -> Any:
-        session.no_color = session.no_color or no_color
-        loc = Location(session, path, state_path, _pairs(cli_vars, "--var"), tuple(var_files),
-                       _pairs(backend_config, "--backend-config"), parse_duration(lock_timeout),
-                       allow_foreign_state)
-        return func(loc, **kwargs)
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    # Options declared on the command itself (below this decorator) belong to it too.
-    wrapper.__click_params__.extend(getattr(func, "__click_params__", []))  # type: ignore[attr-defined]
-    return wrapper
 
 
 class ReconcilerGroup(click.Group):
@@ -242,25 +92,6 @@ def cli(session: Session, debug: bool, no_color: bool) -> None:
     session.no_color = no_color
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, handing the result out through a closure: on Python 3.11 asyncio.run
-    builds the repr of what it returns, which for a 10,000-resource plan costs ~0.5 s."""
-    box: list[T] = []
-
-    async def keep() -> None:
-        box.append(await coro)
-
-    asyncio.run(keep())
-    return box[0]
-
-
-async def _with_providers(loc: Location, doc: StateDocument,
-                          work: Callable[[dict[str, Any]], Coroutine[Any, Any, T]]) -> T:
-    settings = engine.providers_in_use(loc.config, doc)
-    async with engine.open_providers(settings, loc.sandbox, emulator=loc.config.emulator) as providers:
-        return await work(providers)
-
-
 # ----------------------------------------------------------------------------- validate, plan
 
 
@@ -281,54 +112,12 @@ def validate(loc: Location, as_json: bool) -> None:
     )
 
 
-def plan_flags(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--target", "targets", multiple=True, metavar="ADDRESS", shell_complete=complete_addresses,
-                     help="Limit to this resource and what it depends on (repeatable)."),
-        click.option("--replace", "replace", multiple=True, metavar="ADDRESS", shell_complete=complete_addresses,
-                     help="Force replacement of this resource (repeatable)."),
-        click.option("--reselect", is_flag=True,
-                     help="Pick the cheapest offering again for requirement-based instances."),
-        click.option("--refresh", "refresh_live", type=click.BOOL, default=True, show_default=True,
-                     help="Read live resources first (--refresh=false to skip)."),
-        click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _addresses(items: tuple[str, ...], flag: str) -> tuple[Address, ...]:
-    out = []
-    for item in items:
-        try:
-            out.append(Address.parse(item))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=flag) from None
-    return tuple(out)
-
-
-def _plan_options(destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool) -> PlanOptions:
-    return PlanOptions(destroy=destroy, targets=_addresses(targets, "--target"),
-                       replace=_addresses(replace, "--replace"), reselect=reselect)
-
-
 def _print_plan(session: Session, plan: Plan, as_json: bool) -> None:
     if as_json:
         for event in plan_events(plan):
             click.echo(json.dumps(event))
     else:
         render_plan(plan, session.console())
-
-
-def _print_notes(session: Session, title: str, notes: tuple[str, ...]) -> None:
-    console = session.console()
-    if not notes:
-        console.print(f"{title}: none.")
-        return
-    console.print(f"{title}:")
-    for note in notes:
-        console.print(f"  - {note}", markup=False)
 
 
 @cli.command()
@@ -341,18 +130,18 @@ def _print_notes(session: Session, title: str, notes: tuple[str, ...]) -> None:
 def plan(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], reselect: bool, refresh_live: bool,
          as_json: bool, out: Path | None, destroy: bool, refresh_only: bool, detailed_exitcode: bool) -> None:
     """Show what apply would change, and what it costs."""
-    options = _plan_options(destroy, targets, replace, reselect)
+    options = plan_options(destroy, targets, replace, reselect)
     if out is not None and (out.is_dir() or not out.absolute().parent.is_dir()):
         raise ReconcilerError(f"-out {out}: not a file in an existing directory", hint="nothing was planned")
     with loc.locked("plan"):
         doc = loc.read_state()
         if refresh_only:
-            _, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
-            _print_notes(loc.session, "Changes outside reconciler (`reconciler refresh` records them)", drift)
+            _, drift = run_async(engine.with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
+            print_notes(loc.session, "Changes outside reconciler (`reconciler refresh` records them)", drift)
             if detailed_exitcode and drift:
                 raise SystemExit(EXIT_CHANGES)
             return
-        outcome = _run(_with_providers(
+        outcome = run_async(engine.with_providers(
             loc, doc, lambda p: engine.make_plan(p, loc.config, doc, options, refresh_live=refresh_live)))
     render_plan_warnings(outcome.warnings, loc.config.warnings, loc.session.console(stderr=True))
     _print_plan(loc.session, outcome.plan, as_json)
@@ -383,21 +172,6 @@ def _confirm(session: Session, auto_approve: bool, what: str) -> None:
     if answer.strip() != "yes":
         console.print(f"\n{what.capitalize()} cancelled.")
         raise SystemExit(EXIT_ERROR)
-
-
-def apply_flags(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation."),
-        click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 1000),
-                     help="How many API operations run at once."),
-        click.option("--create-timeout", default="15m", show_default=True,
-                     help="How long an instance may take to become active."),
-        click.option("--poll-interval", "poll", type=float, default=None,
-                     help="Seconds between status polls (default 0.25 embedded, 5 otherwise)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 @contextlib.contextmanager
@@ -455,16 +229,9 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
     embedded = any(s.embedded for s in settings.values())
     async with engine.open_providers(settings, loc.sandbox, emulator=loc.config.emulator) as providers:
         if req.saved is not None:
-            engine.check_saved_plan(req.saved, doc)
-            outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=True)
-            if outcome.settled:
-                raise StateError(
-                    "the saved plan is stale: operations of an interrupted run were settled since it "
-                    "was made (" + "; ".join(outcome.settled) + ")",
-                    hint="run plan again; nothing was changed",
-                )
-            engine.check_foreign_objects(outcome.plan, req.allow_foreign_objects)
-            plan, doc = req.saved, outcome.state
+            plan = req.saved
+            doc = await engine.recheck_saved_plan(
+                providers, loc.config, doc, plan, req.options, req.allow_foreign_objects)
         else:
             outcome = await engine.make_plan(providers, loc.config, doc, req.options, refresh_live=req.refresh_live)
             render_plan_warnings(outcome.warnings, loc.config.warnings, session.console(stderr=True))
@@ -491,7 +258,7 @@ async def _apply_async(loc: Location, doc: StateDocument, req: ApplyRequest) -> 
 def _apply_command(loc: Location, req: ApplyRequest) -> None:
     with loc.locked(req.what):
         doc = loc.read_state()
-        result = _run(_apply_async(loc, doc, req))
+        result = run_async(_apply_async(loc, doc, req))
     if result is not None and not result.ok:
         raise SystemExit(EXIT_ERROR)
 
@@ -519,7 +286,7 @@ def apply(loc: Location, plan_file: Path | None, targets: tuple[str, ...], repla
         plan_obj, plan_config = read_plan_file(plan_file)
         saved = restore_secrets(plan_obj, loc.config.resources, loc.config.name, plan_config, loc.backend.read())
     _apply_command(loc, ApplyRequest(
-        _plan_options(False, targets, replace, reselect), refresh_live, auto_approve or saved is not None, as_json,
+        plan_options(False, targets, replace, reselect), refresh_live, auto_approve or saved is not None, as_json,
         parallelism, parse_duration(create_timeout), poll, saved, "apply", allow_foreign_objects))
 
 
@@ -531,7 +298,7 @@ def destroy(loc: Location, targets: tuple[str, ...], replace: tuple[str, ...], r
             as_json: bool, auto_approve: bool, parallelism: int, create_timeout: str, poll: float | None) -> None:
     """Delete everything in state (or the --target ones), dependents first."""
     _apply_command(loc, ApplyRequest(
-        _plan_options(True, targets, (), False), refresh_live, auto_approve, as_json, parallelism,
+        plan_options(True, targets, (), False), refresh_live, auto_approve, as_json, parallelism,
         parse_duration(create_timeout), poll, None, "destroy"))
 
 
@@ -614,7 +381,7 @@ def _output_hint(doc: StateDocument, declared: dict[str, Any]) -> str:
 def ssh(loc: Location, address: str, command: tuple[str, ...]) -> None:
     """Open an SSH session to a ready instance (`-- COMMAND ...` runs a command there)."""
     doc = loc.read_existing_state()
-    target = ssh_target(doc, _addresses((address,), "ADDRESS")[0], loc.config.private_keys)
+    target = ssh_target(doc, parse_addresses((address,), "ADDRESS")[0], loc.config.private_keys)
     argv = ssh_command(target, command)
     if shutil.which(argv[0]) is None:
         raise ReconcilerError("ssh was not found on PATH", hint="install the OpenSSH client")
@@ -653,14 +420,10 @@ def schema() -> None:
 @location_options
 def refresh(loc: Location) -> None:
     """Update state from what runs now (records drift; changes no resource)."""
-    with loc.locked("refresh"):
-        doc = loc.read_state()
-        new, drift = _run(_with_providers(loc, doc, lambda p: engine.refresh_only(p, loc.config, doc)))
-        _print_notes(loc.session, "Changes outside reconciler", drift)
-        if new != doc:
-            new.serial = doc.serial + 1
-            loc.backend.write(new)
-            loc.session.console().print(f"State updated (serial {new.serial}).")
+    serial = run_async(state_ops.refresh_and_commit(
+        loc, lambda drift: print_notes(loc.session, "Changes outside reconciler", drift)))
+    if serial is not None:
+        loc.session.console().print(f"State updated (serial {serial}).")
 
 
 @cli.command("import")
@@ -669,12 +432,8 @@ def refresh(loc: Location) -> None:
 @location_options
 def import_(loc: Location, address: str, id: str) -> None:
     """Adopt an existing object (ID) as ADDRESS, which the configuration declares."""
-    target = _addresses((address,), "ADDRESS")[0]
-    with loc.locked("import"):
-        doc = loc.read_settled_state("import")
-        new = _run(_with_providers(loc, doc, lambda p: engine.import_resource(p, loc.config, doc, target, id)))
-        new.serial = doc.serial + 1
-        loc.backend.write(new)
+    target = parse_addresses((address,), "ADDRESS")[0]
+    run_async(state_ops.import_and_commit(loc, target, id))
     loc.session.console().print(f"Imported {id} as {target}. Run `reconciler plan` to see how it differs.")
 
 
@@ -714,10 +473,7 @@ def offerings(loc: Location, providers: tuple[str, ...], available: bool, as_jso
         rental_type=wanted["rental_type"],
         deployment_type=wanted["deployment_type"],
     )
-    configured = loc.has_config()
-    found = _run(engine.list_offerings(
-        loc.config if configured else None, loc.sandbox if configured else None, set(providers)))
-    rows = search(found, request, available)
+    rows = run_async(engine.search_offerings(loc, set(providers), request, available))
     if as_json:
         click.echo(json.dumps([offering_json(o) for o in rows], indent=2))
         return
@@ -742,192 +498,14 @@ def force_unlock(loc: Location, lock_id: str) -> None:
 def cost(loc: Location, as_json: bool) -> None:
     """What the tracked resources burn now ($/h from live prices) and have cost so far."""
     doc = loc.read_existing_state()
-    report = _run(_with_providers(loc, doc, lambda p: engine.cost_now(p, loc.config, doc)))
+    report = run_async(engine.with_providers(loc, doc, lambda p: engine.cost_now(p, loc.config, doc)))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
     loc.session.console().print(cost_table(report))
 
 
-@cli.group()
-def state() -> None:
-    """Inspect and edit state without touching resources."""
-
-
-@state.command("list")
-@location_options
-@click.option("-json", "--json", "as_json", is_flag=True, help="Address, provider, id and status of each, as JSON.")
-def state_list(loc: Location, as_json: bool) -> None:
-    """List the addresses in state."""
-    doc = loc.read_existing_state()
-    addresses = sorted(doc.resources, key=lambda a: Address.parse(a).sort_key())
-    if as_json:
-        click.echo(json.dumps(state_list_json(doc, addresses), indent=2))
-        return
-    for address in addresses:
-        click.echo(address)
-
-
-@state.command("show")
-@click.argument("address", shell_complete=complete_addresses)
-@location_options
-def state_show(loc: Location, address: str) -> None:
-    """Show one resource's state entry."""
-    doc = loc.read_existing_state()
-    entry = doc.resources.get(str(_addresses((address,), "ADDRESS")[0]))
-    if entry is None:
-        raise StateError(f"{address} is not in state", hint="`reconciler state list` shows what is")
-    click.echo(json.dumps({"address": address, **entry.model_dump(mode="json")}, indent=2))
-
-
-def _edit_state(
-    loc: Location, operation: str, edit: Callable[[StateDocument], str], removing: tuple[str, ...] = ()
-) -> None:
-    with loc.locked(operation):
-        doc = loc.read_settled_state(operation, must_exist=True, removing=removing)
-        new = doc.model_copy(deep=True)
-        message = edit(new)
-        new.serial = doc.serial + 1
-        loc.backend.write(new)
-    loc.session.console().print(message)
-
-
-@state.command("rm")
-@click.argument("addresses", nargs=-1, required=True, shell_complete=complete_addresses)
-@location_options
-def state_rm(loc: Location, addresses: tuple[str, ...]) -> None:
-    """Forget resources without deleting them (they keep running and billing)."""
-    # A damaged state's malformed key is named as it is written, so it can be removed too.
-    targets = tuple(_canonical_or_as_written(a) for a in addresses)
-
-    def edit(doc: StateDocument) -> str:
-        for address in targets:
-            if address not in doc.resources:
-                raise StateError(f"{address} is not in state", hint="`reconciler state list` shows what is")
-        ids = [f"{a} ({doc.resources.pop(a).id})" for a in targets]
-        return "Removed from state (still running at the provider): " + ", ".join(ids)
-
-    _edit_state(loc, "state rm", edit, removing=targets)
-
-
-def _canonical_or_as_written(text: str) -> str:
-    try:
-        return str(Address.parse(text))
-    except ValueError:
-        return text
-
-
-@state.command("mv")
-@click.argument("source", shell_complete=complete_addresses)
-@click.argument("destination")
-@location_options
-def state_mv(loc: Location, source: str, destination: str) -> None:
-    """Rename a resource's address without replacing it."""
-    old, new_address = (str(a) for a in _addresses((source, destination), "ADDRESS"))
-    if Address.parse(old).kind != Address.parse(new_address).kind:
-        raise StateError(f"cannot move {old} to {new_address}: the kinds differ")
-
-    def edit(doc: StateDocument) -> str:
-        if old not in doc.resources:
-            raise StateError(f"{old} is not in state", hint="`reconciler state list` shows what is")
-        if new_address in doc.resources:
-            raise StateError(f"{new_address} is already in state")
-        doc.resources[new_address] = doc.resources.pop(old)
-        for res in doc.resources.values():
-            res.depends_on = [new_address if d == old else d for d in res.depends_on]
-            for key in ("ssh_key",):
-                if res.attributes.get(key) == old:
-                    res.attributes[key] = new_address
-            if isinstance(res.attributes.get("volumes"), list):
-                res.attributes["volumes"] = [new_address if v == old else v for v in res.attributes["volumes"]]
-        return f"Moved {old} to {new_address}."
-
-    _edit_state(loc, "state mv", edit)
-
-
-@state.command("pull")
-@location_options
-def state_pull(loc: Location) -> None:
-    """Print the current state document (e.g. `state pull > backup.json`)."""
-    click.echo(loc.read_existing_state().to_json_text(), nl=False)
-
-
-@state.command("push")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--force", is_flag=True, help="Write even if the lineage differs or the serial is not newer.")
-@location_options
-def state_push(loc: Location, file: Path, force: bool) -> None:
-    """Replace the stored state with FILE (refused unless it is the same lineage and newer)."""
-    pushed = parse_state_text(file.read_text(encoding="utf-8"), str(file), "nothing was pushed")
-    with loc.locked("state push"):
-        try:
-            current = loc.read_settled_state("state push")
-        except DamagedStateError as damaged:
-            if not force:
-                raise
-            engine.replace_damaged_state(loc.backend, pushed, damaged)
-            loc.session.console().print(f"Pushed {file} to {loc.backend.description}, replacing its damaged state.")
-            return
-        exists = loc.backend.exists()
-        if exists and not force:
-            if pushed.lineage != current.lineage:
-                raise StateError(
-                    f"{file} has lineage {pushed.lineage}, the stored state {current.lineage}",
-                    hint="it is another state's history; pass --force only if you mean to replace it",
-                )
-            if pushed.serial <= current.serial:
-                raise StateError(
-                    f"{file} has serial {pushed.serial}, not newer than the stored {current.serial}",
-                    hint="pull the current state and edit that, or pass --force",
-                )
-        engine.overwrite_state(loc.backend, pushed, current if exists else None)
-    loc.session.console().print(f"Pushed {file} to {loc.backend.description}.")
-
-
-@state.command("history")
-@click.option("--limit", default=20, show_default=True)
-@location_options
-def state_history(loc: Location, limit: int) -> None:
-    """Every version of the state written (PostgreSQL backend)."""
-    history = getattr(loc.backend, "history", None)
-    if history is None:
-        raise StateError(
-            "the local backend keeps only the previous version (the .backup file)",
-            hint="use the PostgreSQL backend for full history",
-        )
-    table = Table()
-    for column in ("serial", "lineage", "written_at", "written_by"):
-        table.add_column(column)
-    for row in history(limit):
-        table.add_row(str(row["serial"]), str(row["lineage"]), str(row["written_at"]), str(row["written_by"]))
-    loc.session.console().print(table)
-
-
-@state.command("migrate")
-@click.option("--to", "to_type", type=click.Choice(["local", "postgres"]), required=True)
-@click.option("--to-config", "to_config", multiple=True, metavar="KEY=VALUE",
-              help="Destination backend settings (url, schema, stack, path); default: the config's backend.")
-@location_options
-def state_migrate(loc: Location, to_type: str, to_config: tuple[str, ...]) -> None:
-    """Copy the state into another backend without loss (same lineage and serial)."""
-    destination_settings = {**_pairs(to_config, "--to-config"), "type": to_type}
-    destination = engine.open_backend(loc.config, None, destination_settings)
-    if destination.description == loc.backend.description:
-        raise StateError("source and destination are the same backend")
-    with loc.locked("state migrate"), destination.lock("state migrate", loc.lock_timeout):
-        doc = loc.read_existing_state()
-        if destination.exists():
-            raise StateError(
-                f"{destination.description} already holds a state",
-                hint="migrate into an empty stack, or `state push --force` if you mean to overwrite it",
-            )
-        engine.overwrite_state(destination, doc, None)
-    loc.session.console().print(
-        f"Migrated {len(doc.resources)} resources (serial {doc.serial}) to {destination.description}.\n"
-        "Point the configuration's backend at it, then `reconciler plan` should show no changes."
-    )
-
-
+cli.add_command(state)
 cli.add_command(init_command)
 cli.add_command(completion_command)
 

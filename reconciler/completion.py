@@ -21,7 +21,7 @@ COMPLETE_VAR = "_RECONCILER_COMPLETE"
 
 def known_addresses(path: Path, state_path: Path | None) -> list[str]:
     """Addresses the configuration declares and the local state holds, sorted as plans list them."""
-    from reconciler import engine
+    from reconciler import workspace
 
     try:
         config = load_config(path)
@@ -30,7 +30,7 @@ def known_addresses(path: Path, state_path: Path | None) -> list[str]:
     found = {str(address) for address in config.resources}
     if config.backend is None or config.backend.type == "local":
         try:
-            backend, _ = engine.choose_backend(config, state_path)
+            backend, _ = workspace.choose_backend(config, state_path)
             if backend.exists():
                 found |= set(backend.read().resources)
         except Exception:  # noqa: BLE001 - an unreadable state completes from the configuration only

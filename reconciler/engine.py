@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -26,7 +25,7 @@ from reconciler.config import Config
 from reconciler.cost_report import CostReport, cost_report
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
-from reconciler.model import Address, Kind, LiveResource, Offering, Output, Plan
+from reconciler.model import Address, Kind, LiveResource, Offering, OfferingRequest, Output, Plan
 from reconciler.outputs import outputs_after_apply, plan_outputs
 from reconciler.planner import (
     LiveView,
@@ -41,142 +40,15 @@ from reconciler.planner_refresh import refresh_computed, refresh_state
 from reconciler.price_caps import price_cap_warnings
 from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings
+from reconciler.selection import matches
 from reconciler.state.backend import StateBackend
 from reconciler.state.ledger import StateLedger
-from reconciler.state.local import LocalStateBackend
 from reconciler.state.model import StateDocument
-from reconciler.state.validation import DamagedStateError
-from reconciler.workspace import (
-    STATE_DIR,
-    ConfigIdentity,
-    describe_identity,
-    describe_recorded,
-    locate_local_state,
-    suggested_config_name,
-)
+from reconciler.workspace import Workspace
 
 EMBEDDED_API_KEY = "embedded-sandbox"
 PENDING_SETTLE_POLL = 1.0
-
-
-BACKEND_CONFIG_KEYS = ("type", "path", "url", "schema", "stack")
-BACKEND_TYPE_KEYS = {"local": ("path",), "postgres": ("url", "schema", "stack")}
-_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
-
-
-def open_backend(
-    config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
-) -> StateBackend:
-    """The state backend the configuration names, with --state / --backend-config applied."""
-    return choose_backend(config, state_path, overrides)[0]
-
-
-def choose_backend(
-    config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
-) -> tuple[StateBackend, str | None]:
-    """The state backend, and a note for the user when the state was found under an older name."""
-    settings = {
-        "type": "local",
-        "path": None,
-        "url": None,
-        "schema": "reconciler",
-        "stack": None,
-        **({k: getattr(config.backend, k) for k in BACKEND_CONFIG_KEYS} if config.backend else {}),
-    }
-    for key, value in (overrides or {}).items():
-        if key not in BACKEND_CONFIG_KEYS:
-            # Echo a mistyped name, never a bare connection URL (and its password) given without `url=`.
-            if _SETTING_NAME.fullmatch(key):
-                raise ReconcilerError(
-                    f"--backend-config {key}: unknown setting", hint=f"known: {', '.join(BACKEND_CONFIG_KEYS)}"
-                )
-            raise ReconcilerError(
-                "--backend-config: unknown setting (not shown: it may hold a password)",
-                hint=f"write KEY=VALUE, for example url=postgresql://...; known: {', '.join(BACKEND_CONFIG_KEYS)}",
-            )
-        settings[key] = value
-    # A setting the chosen backend does not read would be dropped without a word: refuse it.
-    for key in overrides or {}:
-        if key != "type" and key not in BACKEND_TYPE_KEYS.get(str(settings["type"]), (key,)):
-            raise ReconcilerError(
-                f"--backend-config {key}: not a setting of the {settings['type']} backend",
-                hint="add --backend-config type=postgres"
-                if settings["type"] == "local"
-                else "the postgres backend takes url, schema and stack",
-            )
-    if state_path is not None:
-        return LocalStateBackend(state_path.resolve()), None
-    if settings["type"] == "local":
-        if not settings["path"]:
-            location = locate_local_state(_identity(config), config.root)
-            return LocalStateBackend(location.path), location.note
-        path = Path(settings["path"]).expanduser()
-        return LocalStateBackend((config.root / path).resolve()), None
-    if settings["type"] != "postgres":
-        raise ReconcilerError(f"backend type {settings['type']!r} is not known", hint="use local or postgres")
-    from reconciler.state.postgres import PostgresStateBackend
-
-    if settings["url"] and not str(settings["url"]).startswith(("postgresql://", "postgres://")):
-        # The text is not echoed: a mistyped URL may still hold a password.
-        raise StateError("the postgres backend url must start with postgresql:// (or postgres://)")
-    if not settings["url"]:
-        raise StateError(
-            "backend type postgres needs a url",
-            hint="set backend.url (e.g. ${env:RECONCILER_PG_URL}) or pass --backend-config url=...",
-        )
-    stack = str(settings["stack"] or default_stack(config))
-    return PostgresStateBackend(str(settings["url"]), stack=stack, schema=str(settings["schema"])), None
-
-
-def _identity(config: Config) -> ConfigIdentity:
-    return config.identity or ConfigIdentity(config.name, "name", config.root.is_dir(), config.name)
-
-
-def default_stack(config: Config) -> str:
-    """The PostgreSQL stack of a configuration that names none: its `name:` or its file's stem.
-
-    A folder's name is no stable key for a shared database (a rename would start an empty
-    stack, and every repository has an `infra/`), so a directory must declare its name.
-    """
-    identity = _identity(config)
-    if identity.source == "directory":
-        first = config.files[0] if config.files else config.root
-        raise StateError(
-            f"the postgres backend needs a stack name for the configuration directory {config.root}: "
-            "its folder's name is no stable key (renaming the folder would start an empty stack)",
-            hint=f"add `name: {suggested_config_name(identity.name)}` at the top of {first} (older versions "
-            f"used the folder's name, {identity.name!r}, as the stack), or set backend.stack; nothing was changed",
-        )
-    return identity.name
-
-
-def check_state_identity(
-    config: Config, backend: StateBackend, doc: StateDocument, allow_foreign: bool = False
-) -> StateDocument:
-    """Refuse a state another configuration wrote (unless allowed); record this one's identity in it.
-
-    The record is what later runs check; old states without one are read as they are.
-    """
-    identity = _identity(config)
-    own_dir = isinstance(backend, LocalStateBackend) and backend.path.parent == config.root / STATE_DIR
-    if not allow_foreign and not identity.accepts(doc.configuration, own_dir):
-        raise StateError(
-            f"{backend.description} is the state of {describe_recorded(doc.configuration)}, "
-            f"not of this one ({describe_identity(identity)})",
-            hint="point --state (or the backend) at this configuration's own state; pass "
-            "--allow-foreign-state only to take that state over: plan and apply would then delete "
-            "what it tracks that this configuration does not declare. Nothing was changed",
-        )
-    doc.configuration = identity.record()
-    return doc
-
-
-def sandbox_path_for(config: Config, backend: StateBackend) -> Path:
-    """The embedded emulator's world lives beside the state so separate runs share one cloud."""
-    if isinstance(backend, LocalStateBackend):
-        return backend.path.with_name(backend.path.name.removesuffix(".json") + ".sandbox.json")
-    stack = getattr(backend, "stack", None) or config.name
-    return config.root / STATE_DIR / f"{stack}.sandbox.json"
+T = TypeVar("T")
 
 
 def providers_in_use(config: Config, doc: StateDocument) -> dict[str, ProviderSettings]:
@@ -531,6 +403,37 @@ def check_saved_plan(plan: Plan, doc: StateDocument) -> None:
         )
 
 
+async def recheck_saved_plan(
+    providers: Mapping[str, Provider],
+    config: Config,
+    doc: StateDocument,
+    saved: Plan,
+    options: PlanOptions,
+    allow_foreign_objects: bool = False,
+) -> StateDocument:
+    """The state a saved plan runs against, refreshed and settled; refused when the plan is
+    stale (the state moved on, or an interrupted run's operations were settled since)."""
+    check_saved_plan(saved, doc)
+    outcome = await make_plan(providers, config, doc, options, refresh_live=True)
+    if outcome.settled:
+        raise StateError(
+            "the saved plan is stale: operations of an interrupted run were settled since it "
+            "was made (" + "; ".join(outcome.settled) + ")",
+            hint="run plan again; nothing was changed",
+        )
+    check_foreign_objects(outcome.plan, allow_foreign_objects)
+    return outcome.state
+
+
+async def with_providers(
+    workspace: Workspace, doc: StateDocument, work: Callable[[dict[str, Provider]], Awaitable[T]]
+) -> T:
+    """Run `work` with clients for every provider the configuration and the state use."""
+    config = workspace.config
+    async with open_providers(providers_in_use(config, doc), workspace.sandbox, emulator=config.emulator) as providers:
+        return await work(providers)
+
+
 async def refresh_only(
     providers: Mapping[str, Provider], config: Config, doc: StateDocument
 ) -> tuple[StateDocument, tuple[str, ...]]:
@@ -573,22 +476,6 @@ async def import_resource(
     return new
 
 
-def overwrite_state(backend: StateBackend, doc: StateDocument, current: StateDocument | None) -> None:
-    """Store `doc` as the next version (state push / migrate); serials never go backwards."""
-    if current is None:
-        backend.write(doc.model_copy(update={"serial": max(doc.serial, 1)}))
-        return
-    stored = doc.model_copy(update={"serial": max(doc.serial, current.serial + 1)})
-    backend.write(stored, force=stored.lineage != current.lineage or stored.serial != current.serial + 1)
-
-
-def replace_damaged_state(backend: StateBackend, doc: StateDocument, damaged: DamagedStateError) -> None:
-    """`state push --force` over a stored state that cannot be read; the local .backup file or
-    the PostgreSQL history keeps the damaged version."""
-    floor = damaged.document.serial + 1 if damaged.document is not None else 1
-    backend.write(doc.model_copy(update={"serial": max(doc.serial, floor)}), force=True)
-
-
 async def list_offerings(config: Config | None, sandbox: Path | None, only: set[str]) -> list[Offering]:
     """Every provider's offerings (the configured ones, or both with default settings).
 
@@ -605,3 +492,22 @@ async def list_offerings(config: Config | None, sandbox: Path | None, only: set[
         async with open_providers(settings, sandbox, emulator=emulator) as providers:
             found = await asyncio.gather(*(p.offerings() for p in providers.values()))
     return [o for group in found for o in group]
+
+
+def matching_offerings(found: Sequence[Offering], request: OfferingRequest, available_only: bool) -> list[Offering]:
+    """Matching offerings, cheapest first (unavailable ones too, unless `available_only`): the
+    same requirement keys as an instance's `offering:` block, so a search shows what a plan ranks."""
+    rows = [o for o in found if matches(request, o) and (o.available or not available_only)]
+    return sorted(rows, key=lambda o: (o.hourly_price, o.provider, o.id))
+
+
+async def search_offerings(
+    workspace: Workspace, only: set[str], request: OfferingRequest, available_only: bool
+) -> list[Offering]:
+    """`reconciler offerings`: what the workspace's providers sell (both providers' defaults
+    when there is no configuration), filtered and cheapest first."""
+    configured = workspace.has_config()
+    found = await list_offerings(
+        workspace.config if configured else None, workspace.sandbox if configured else None, only
+    )
+    return matching_offerings(found, request, available_only)

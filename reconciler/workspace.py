@@ -1,204 +1,269 @@
-"""One configuration, one state: a configuration's identity and where its state is found.
+"""The workspace a command runs in: one configuration, its state backend and its sandbox.
 
-A configuration is named by its top-level `name:`; without one, a single file is named by
-its stem and a directory by its folder. The local state is `<config dir>/state/<name>.json`
-and the default PostgreSQL stack is `<name>`, whatever the working directory or the
-spelling of `-f`. The state records which configuration wrote it, so a state another
-configuration wrote is recognised, and a directory's state is still found after its folder
-was renamed.
+The common flags (-f, --state, --var, --var-file, --backend-config, --lock-timeout,
+--allow-foreign-state) name a workspace; every command reads its configuration and state
+through one, so each is loaded, checked and locked the same way. Backend settings are
+checked once each: the configuration's `backend:` block when it is loaded (with its file
+and line), the `--backend-config` overrides here.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
 
-from reconciler.errors import StateError
+from reconciler.config import Config, load_config
+from reconciler.errors import ConfigError, ReconcilerError, StateError
+from reconciler.identity import (
+    STATE_DIR,
+    ConfigIdentity,
+    describe_identity,
+    describe_recorded,
+    is_postgres_url,
+    locate_local_state,
+    suggested_config_name,
+)
+from reconciler.redaction import Scrubber
+from reconciler.state.backend import StateBackend
+from reconciler.state.ledger import commit_next
+from reconciler.state.local import LocalStateBackend
+from reconciler.state.model import StateDocument
+from reconciler.state.validation import DamagedStateError, repairable_by_removal
 
-CONFIG_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-CONFIG_NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 64"
-_CONFIG_NAME = re.compile(CONFIG_NAME_PATTERN)
-STATE_DIR = "state"
-IdentitySource = Literal["name", "file", "directory"]
-
-
-def valid_config_name(text: str) -> bool:
-    return bool(_CONFIG_NAME.match(text))
-
-
-def suggested_config_name(text: str) -> str:
-    """A valid name close to `text` (for hints), e.g. 'My Prod!' -> 'my-prod'."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:64]
-    return cleaned or "my-config"
-
-
-@dataclass(frozen=True)
-class ConfigIdentity:
-    """Which configuration this is: the name that keys its state, and where the name came from."""
-
-    name: str
-    source: IdentitySource  # `name:` declared, else the file's stem or the directory's folder name
-    is_directory: bool
-    derived: str  # the name it has without `name:` (what older versions named its state after)
-
-    @classmethod
-    def of(cls, path: Path, declared: str | None) -> ConfigIdentity:
-        """The identity of the configuration at `path` (already resolved: absolute, no symlinks)."""
-        is_directory = path.is_dir()
-        derived = path.name if is_directory else path.stem
-        if declared is not None:
-            return cls(declared, "name", is_directory, derived)
-        return cls(derived, "directory" if is_directory else "file", is_directory, derived)
-
-    def record(self) -> dict[str, str]:
-        """What a state document keeps of the configuration that writes it."""
-        return {"name": self.name, "source": self.source}
-
-    def accepts(self, recorded: Any, in_own_state_dir: bool) -> bool:
-        """Whether a state recorded as written by `recorded` is this configuration's.
-
-        States written before identities were recorded are accepted. A state written
-        before this configuration declared its `name:` is its own. A directory's
-        state inside its own folder is its own whatever the folder was called then.
-        """
-        if not isinstance(recorded, dict):
-            return True
-        name, source = recorded.get("name"), recorded.get("source")
-        if source == "name":
-            return self.source == "name" and name == self.name
-        if source == "file":
-            return not self.is_directory and name == self.derived
-        if source == "directory":
-            return self.is_directory and (name == self.derived or in_own_state_dir)
-        return True
+BACKEND_CONFIG_KEYS = ("type", "path", "url", "schema", "stack")
+BACKEND_TYPE_KEYS = {"local": ("path",), "postgres": ("url", "schema", "stack")}
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
 
 
-def describe_recorded(recorded: Any) -> str:
-    if not isinstance(recorded, dict):
-        return "an unknown configuration"
-    name, source = recorded.get("name"), recorded.get("source")
-    if source == "name":
-        return f"the configuration named {name!r}"
-    if source == "file":
-        return f"the configuration file {name}.yaml (no name:)"
-    return f"the configuration directory {name}/ (no name:)"
+def _ignore(text: str) -> None:
+    return None
 
 
-def describe_identity(identity: ConfigIdentity) -> str:
-    return describe_recorded(identity.record())
+class Workspace:
+    """Where the configuration and its state are, as the common flags say.
 
-
-@dataclass(frozen=True)
-class StateLocation:
-    """The local state file a configuration uses, and a note for the user when it was found
-    under another name than its own."""
-
-    path: Path
-    note: str | None = None
-
-
-def recorded_identity(path: Path) -> Any:
-    """The `configuration` a state file records, read leniently (None when absent or unreadable)."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return raw.get("configuration") if isinstance(raw, dict) else None
-
-
-def locate_local_state(identity: ConfigIdentity, root: Path) -> StateLocation:
-    """The default local state of a configuration whose directory is `root` (resolved).
-
-    The state is `state/<name>.json`. When that does not exist yet, a state this same
-    configuration wrote under another name is looked for, so that none is silently left
-    behind: the state of a directory whose folder was renamed is used (with a note); a state
-    from before `name:` was added, or one from before states recorded their configuration,
-    stops the run with what to do.
+    `scrubber` learns every secret the configuration holds as soon as it is loaded (so no
+    output shows one); `notify` tells the user what they should know but need not act on.
     """
-    state_dir = root / STATE_DIR
-    default = state_dir / f"{identity.name}.json"
-    if default.exists() or _backup(default).exists():
-        return StateLocation(default)
-    if identity.source == "name":
-        _refuse_legacy_default(identity, state_dir, default)
-        return StateLocation(default)
-    if identity.source == "directory":
-        return _renamed_directory_state(identity, root, default)
-    return StateLocation(default)
+
+    def __init__(
+        self,
+        path: Path,
+        state_path: Path | None = None,
+        cli_vars: Mapping[str, str] | None = None,
+        var_files: tuple[Path, ...] = (),
+        backend_config: Mapping[str, str] | None = None,
+        lock_timeout: float = 0.0,
+        allow_foreign_state: bool = False,
+        *,
+        scrubber: Scrubber | None = None,
+        notify: Callable[[str], None] = _ignore,
+    ) -> None:
+        self.path = path
+        self.state_path = state_path
+        self.cli_vars = dict(cli_vars or {})
+        self.var_files = var_files
+        self.backend_config = dict(backend_config or {})
+        self.lock_timeout = lock_timeout
+        self.allow_foreign_state = allow_foreign_state
+        self.scrubber = scrubber if scrubber is not None else Scrubber()
+        self.notify = notify
+        self._config: Config | None = None
+        self._backend: StateBackend | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.path, cli_vars=self.cli_vars, var_files=self.var_files)
+            except ConfigError as exc:
+                self.scrubber.add(*exc.secrets)
+                raise
+            self.scrubber.add(*self._config.secrets)
+        return self._config
+
+    def has_config(self) -> bool:
+        """False for a directory without any YAML file (a command that can run without one)."""
+        return not (self.path.is_dir() and not any(p.suffix in (".yaml", ".yml") for p in self.path.iterdir()))
+
+    @property
+    def backend(self) -> StateBackend:
+        if self._backend is None:
+            self._backend, note = choose_backend(self.config, self.state_path, self.backend_config)
+            if note:
+                self.notify(note)
+        return self._backend
+
+    @property
+    def sandbox(self) -> Path:
+        return sandbox_path_for(self.config, self.backend)
+
+    def read_state(self) -> StateDocument:
+        """The stored state (a fresh one if none), refused if another configuration wrote it."""
+        return check_state_identity(self.config, self.backend, self.backend.read(), self.allow_foreign_state)
+
+    def read_existing_state(self) -> StateDocument:
+        if not self.backend.exists():
+            raise StateError(f"no state at {self.backend.description}", hint="run `reconciler apply` first")
+        return self.read_state()
+
+    def read_settled_state(
+        self, what: str, must_exist: bool = False, removing: tuple[str, ...] = ()
+    ) -> StateDocument:
+        """State for an edit by hand: refused while an interrupted run's operations are unsettled,
+        since moving addresses or ids under them could lose or misplace what they created.
+        A state damaged only in the entries being removed is read, so `state rm` can repair it."""
+        try:
+            doc = self.read_existing_state() if must_exist else self.read_state()
+        except DamagedStateError as exc:
+            doc = repairable_by_removal(exc, removing)
+        if doc.pending:
+            raise StateError(
+                f"{what}: state has {len(doc.pending)} pending operation(s) from an interrupted run",
+                hint="run `reconciler refresh` (or apply) first to settle them; nothing was changed",
+            )
+        return doc
+
+    @contextlib.contextmanager
+    def locked(self, operation: str) -> Iterator[None]:
+        """Hold the state lock; say so when the previous holder died without releasing it."""
+        with self.backend.lock(operation, self.lock_timeout):
+            stale = getattr(self.backend, "stale_lock", None)
+            if stale is not None:
+                self.notify(
+                    f"a previous run died holding the state lock ({stale.describe()}); "
+                    "the lock was released with it. Pending operations it left are settled now."
+                )
+            yield
+
+    def commit(self, new: StateDocument, base: StateDocument) -> StateDocument:
+        """Store `new` as the version after `base` (the commit path every state change takes)."""
+        return commit_next(self.backend, new, base)
 
 
-def _backup(path: Path) -> Path:
-    return path.with_name(path.name + ".backup")
+def open_backend(
+    config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
+) -> StateBackend:
+    """The state backend the configuration names, with --state / --backend-config applied."""
+    return choose_backend(config, state_path, overrides)[0]
 
 
-def _state_files(state_dir: Path) -> list[Path]:
-    if not state_dir.is_dir():
-        return []
-    return sorted(p for p in state_dir.glob("*.json") if not p.name.endswith(".sandbox.json") and p.is_file())
+def _check_overrides(overrides: Mapping[str, str], backend_type: str) -> None:
+    """--backend-config names only settings the chosen backend reads (one dropped without a
+    word would keep state somewhere the user did not mean)."""
+    for key in overrides:
+        if key not in BACKEND_CONFIG_KEYS:
+            # Echo a mistyped name, never a bare connection URL (and its password) given without `url=`.
+            if _SETTING_NAME.fullmatch(key):
+                raise ReconcilerError(
+                    f"--backend-config {key}: unknown setting", hint=f"known: {', '.join(BACKEND_CONFIG_KEYS)}"
+                )
+            raise ReconcilerError(
+                "--backend-config: unknown setting (not shown: it may hold a password)",
+                hint=f"write KEY=VALUE, for example url=postgresql://...; known: {', '.join(BACKEND_CONFIG_KEYS)}",
+            )
+    for key in overrides:
+        if key != "type" and key not in BACKEND_TYPE_KEYS.get(backend_type, (key,)):
+            raise ReconcilerError(
+                f"--backend-config {key}: not a setting of the {backend_type} backend",
+                hint="add --backend-config type=postgres"
+                if backend_type == "local"
+                else "the postgres backend takes url, schema and stack",
+            )
 
 
-def _refuse_legacy_default(identity: ConfigIdentity, state_dir: Path, default: Path) -> None:
-    """Stop a named configuration from starting empty beside its state from before its name."""
-    candidates = [state_dir / f"{identity.derived}.json"]
-    if identity.is_directory:
-        candidates += [p for p in _state_files(state_dir) if _source_of(p) == "directory"]
-    for legacy in dict.fromkeys(candidates):
-        if legacy != default and legacy.exists() and _source_of(legacy) != "name":
-            if identity.accepts(recorded_identity(legacy), in_own_state_dir=True):
-                _refuse_unmoved(identity, legacy, default)
+def choose_backend(
+    config: Config, state_path: Path | None = None, overrides: Mapping[str, str] | None = None
+) -> tuple[StateBackend, str | None]:
+    """The state backend, and a note for the user when the state was found under an older name.
 
+    The configuration's block was checked when it was loaded; what the overrides change is
+    checked here, once.
+    """
+    settings: dict[str, str | None] = {
+        "type": "local",
+        "path": None,
+        "url": None,
+        "schema": "reconciler",
+        "stack": None,
+        **({k: getattr(config.backend, k) for k in BACKEND_CONFIG_KEYS} if config.backend else {}),
+    }
+    overrides = overrides or {}
+    unknown = [key for key in overrides if key not in BACKEND_CONFIG_KEYS]
+    settings.update({k: v for k, v in overrides.items() if k not in unknown})
+    _check_overrides(overrides, str(settings["type"]))
+    if state_path is not None:
+        return LocalStateBackend(state_path.resolve()), None
+    if settings["type"] == "local":
+        if not settings["path"]:
+            location = locate_local_state(_identity(config), config.root)
+            return LocalStateBackend(location.path), location.note
+        path = Path(str(settings["path"])).expanduser()
+        return LocalStateBackend((config.root / path).resolve()), None
+    if settings["type"] != "postgres":
+        raise ReconcilerError(f"backend type {settings['type']!r} is not known", hint="use local or postgres")
+    from reconciler.state.postgres import PostgresStateBackend
 
-def _source_of(path: Path) -> Any:
-    recorded = recorded_identity(path)
-    return recorded.get("source") if isinstance(recorded, dict) else None
-
-
-def _refuse_unmoved(identity: ConfigIdentity, legacy: Path, default: Path) -> None:
-    state_dir = legacy.parent
-    old_name = legacy.stem
-    moves = " && ".join(
-        f"mv {STATE_DIR}/{old.name} {STATE_DIR}/{identity.name}{old.name[len(old_name):]}"
-        for old in (legacy, legacy.with_name(f"{old_name}.sandbox.json"), _backup(legacy))
-        if old.exists()
-    )
-    raise StateError(
-        f"this configuration's state is {legacy}, named after its "
-        f"{'folder' if identity.is_directory else 'file'} before it declared `name: {identity.name}`; "
-        f"{default} does not exist yet, and starting it empty would create everything again",
-        hint=f"in {state_dir.parent}, move the state to its new name: {moves}; "
-        f"or set `name: {old_name}` to keep the old one; nothing was changed",
-    )
-
-
-def _renamed_directory_state(identity: ConfigIdentity, root: Path, default: Path) -> StateLocation:
-    """A directory without `name:` whose own state file is missing: was its folder renamed?"""
-    yaml_stems = {p.stem for p in root.iterdir() if p.suffix in (".yaml", ".yml")}
-    mine: list[Path] = []
-    unknown: list[Path] = []
-    for path in _state_files(default.parent):
-        recorded = recorded_identity(path)
-        if isinstance(recorded, dict) and recorded.get("source") == "directory":
-            mine.append(path)
-        elif recorded is None and path.stem not in yaml_stems:
-            unknown.append(path)
-    if len(mine) == 1:
-        old = mine[0].stem
-        return StateLocation(
-            mine[0],
-            note=f"using {mine[0]}, this directory's state from when its folder was named {old!r}; "
-            f"add `name: {old}` to one of its YAML files so the state's name no longer follows the folder's",
-        )
-    if mine or unknown:
-        found = mine or unknown
-        names = ", ".join(str(p) for p in found)
+    if "url" in overrides and overrides["url"] and not is_postgres_url(overrides["url"]):
+        # The text is not echoed: a mistyped URL may still hold a password.
+        raise StateError("the postgres backend url must start with postgresql:// (or postgres://)")
+    if not settings["url"]:
         raise StateError(
-            f"{default} does not exist, but {names} {'is' if len(found) == 1 else 'are'} in this "
-            "configuration's state folder: if the folder was renamed, that is its state, "
-            "and starting an empty one would create everything again",
-            hint=f"add `name: {found[0].stem}` to one of its YAML files to keep using {found[0].name}, "
-            f"or `name: {identity.name}` to start a new state; nothing was changed",
+            "backend type postgres needs a url",
+            hint="set backend.url (e.g. ${env:RECONCILER_PG_URL}) or pass --backend-config url=...",
         )
-    return StateLocation(default)
+    stack = str(settings["stack"] or default_stack(config))
+    return PostgresStateBackend(str(settings["url"]), stack=stack, schema=str(settings["schema"])), None
+
+
+def _identity(config: Config) -> ConfigIdentity:
+    return config.identity or ConfigIdentity(config.name, "name", config.root.is_dir(), config.name)
+
+
+def default_stack(config: Config) -> str:
+    """The PostgreSQL stack of a configuration that names none: its `name:` or its file's stem.
+
+    A folder's name is no stable key for a shared database (a rename would start an empty
+    stack, and every repository has an `infra/`), so a directory must declare its name.
+    """
+    identity = _identity(config)
+    if identity.source == "directory":
+        first = config.files[0] if config.files else config.root
+        raise StateError(
+            f"the postgres backend needs a stack name for the configuration directory {config.root}: "
+            "its folder's name is no stable key (renaming the folder would start an empty stack)",
+            hint=f"add `name: {suggested_config_name(identity.name)}` at the top of {first} (older versions "
+            f"used the folder's name, {identity.name!r}, as the stack), or set backend.stack; nothing was changed",
+        )
+    return identity.name
+
+
+def check_state_identity(
+    config: Config, backend: StateBackend, doc: StateDocument, allow_foreign: bool = False
+) -> StateDocument:
+    """Refuse a state another configuration wrote (unless allowed); record this one's identity in it.
+
+    The record is what later runs check; old states without one are read as they are.
+    """
+    identity = _identity(config)
+    own_dir = isinstance(backend, LocalStateBackend) and backend.path.parent == config.root / STATE_DIR
+    if not allow_foreign and not identity.accepts(doc.configuration, own_dir):
+        raise StateError(
+            f"{backend.description} is the state of {describe_recorded(doc.configuration)}, "
+            f"not of this one ({describe_identity(identity)})",
+            hint="point --state (or the backend) at this configuration's own state; pass "
+            "--allow-foreign-state only to take that state over: plan and apply would then delete "
+            "what it tracks that this configuration does not declare. Nothing was changed",
+        )
+    doc.configuration = identity.record()
+    return doc
+
+
+def sandbox_path_for(config: Config, backend: StateBackend) -> Path:
+    """The embedded emulator's world lives beside the state so separate runs share one cloud."""
+    if isinstance(backend, LocalStateBackend):
+        return backend.path.with_name(backend.path.name.removesuffix(".json") + ".sandbox.json")
+    stack = getattr(backend, "stack", None) or config.name
+    return config.root / STATE_DIR / f"{stack}.sandbox.json"

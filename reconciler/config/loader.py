@@ -49,14 +49,14 @@ from reconciler.config.settings import BackendSettings, SettingsReader, api_key_
 from reconciler.config.variables import resolve_variables, sensitive_strings
 from reconciler.config.yaml_source import YamlDocument, parse_yaml_file
 from reconciler.errors import ConfigError, SourceMark
-from reconciler.model import Address, Kind, Output, Resource
-from reconciler.providers.base import ProviderSettings
-from reconciler.workspace import (
+from reconciler.identity import (
     CONFIG_NAME_RULE,
     ConfigIdentity,
     suggested_config_name,
     valid_config_name,
 )
+from reconciler.model import Address, Kind, Output, Resource
+from reconciler.providers.base import ProviderSettings
 
 __all__ = ["BackendSettings", "Config", "api_key_env_var", "load_config", "referable_attributes"]
 

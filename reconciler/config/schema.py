@@ -30,11 +30,11 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.config.schema_docs import apply_schema_docs
 from reconciler.expiry import parse_duration
+from reconciler.identity import CONFIG_NAME_PATTERN
 from reconciler.limits import MAX_VOLUME_GB, MIN_VOLUME_GB
 from reconciler.model import Kind
 from reconciler.providers.base import EMBEDDED, MARKER_PREFIX, NAME_MARKER_SEPARATOR
 from reconciler.public_keys import public_key_problem
-from reconciler.workspace import CONFIG_NAME_PATTERN
 
 ProviderName = Literal["shadeform", "forward"]
 KNOWN_PROVIDERS: tuple[str, ...] = get_args(ProviderName)

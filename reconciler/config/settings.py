@@ -20,6 +20,7 @@ from reconciler.config.interpolation import Interpolator
 from reconciler.config.resolution import _Entry
 from reconciler.config.schema import KNOWN_PROVIDERS, BackendBlock, EmulatorBlock, PolicyBlock, ProviderBlock
 from reconciler.errors import ConfigError
+from reconciler.identity import is_postgres_url
 from reconciler.model import Address, Kind, Resource
 from reconciler.providers.base import ProviderSettings
 from reconciler.providers.http import api_key_problem
@@ -219,7 +220,7 @@ class SettingsReader:
             if block.path is not None:
                 problem = FieldIssue(("path",), "a postgres backend takes url, not path")
                 raise origin_of(problem).error(problem)
-            if block.url.split("://", 1)[0] not in ("postgres", "postgresql"):
+            if not is_postgres_url(block.url):
                 problem = FieldIssue(("url",), "url must start with postgresql:// (or postgres://)")
                 raise origin_of(problem).error(problem)
             password = urlsplit(block.url).password

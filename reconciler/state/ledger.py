@@ -34,8 +34,8 @@ def sent_now() -> str:
 def commit_next(backend: StateBackend, new: StateDocument, base: StateDocument) -> StateDocument:
     """Store `new` as the version after `base`: serial + 1, then a compare-and-swap write.
 
-    The one commit path of every state change outside an apply (refresh, import, state
-    edits); `new` gets the serial it was stored under.
+    The one commit path of every state change: each write of an apply, refresh, import
+    and the state edits; `new` gets the serial it was stored under.
     """
     new.serial = base.serial + 1
     backend.write(new)
@@ -66,13 +66,12 @@ class StateWriter:
             covered = self._mutations
             snapshot = self.doc.model_copy(
                 update={
-                    "serial": self.doc.serial + 1,
                     "resources": dict(self.doc.resources),
                     "pending": list(self.doc.pending),
                     "deposed": list(self.doc.deposed),
                 }
             )
-            await asyncio.to_thread(self.backend.write, snapshot)
+            await asyncio.to_thread(commit_next, self.backend, snapshot, self.doc)
             self.doc.serial = snapshot.serial
             self._durable = covered
             self.writes += 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.shell_completion import ShellComplete, get_completion_class
 
-from reconciler import engine
+from reconciler import workspace
 from reconciler.cli import Session, cli
 from reconciler.completion import SHELLS, completion_script, known_addresses
 from reconciler.config import load_config
@@ -34,7 +34,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     (root / "main.yaml").write_text(CONFIG)
     config = load_config(root, environ={})
-    backend, _ = engine.choose_backend(config)
+    backend, _ = workspace.choose_backend(config)
     doc = StateDocument(serial=1, resources={"instances.gone": ResourceState(provider="forward", kind="instances", id="i-1")})
     backend.write(doc)
     monkeypatch.chdir(root)

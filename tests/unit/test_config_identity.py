@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import engine
+from reconciler import workspace
 from reconciler.config import load_config
 from reconciler.errors import ConfigError, StateError
 from reconciler.state.local import LocalStateBackend
@@ -159,11 +159,11 @@ def test_a_relative_path_is_joined_to_the_configuration_once(tmp_path: Path, mon
     write(tmp_path / "repo" / "examples" / "quickstart" / "main.yaml", "name: quickstart\n" + INSTANCES)
     monkeypatch.chdir(tmp_path / "repo")
     config = load_config(Path("examples/quickstart"), environ={})
-    backend = engine.open_backend(config)
+    backend = workspace.open_backend(config)
     assert isinstance(backend, LocalStateBackend)
     assert backend.path == tmp_path / "repo" / "examples" / "quickstart" / "state" / "quickstart.json"
-    assert engine.sandbox_path_for(config, backend) == backend.path.with_name("quickstart.sandbox.json")
-    given = engine.open_backend(config, Path("elsewhere/s.json"))
+    assert workspace.sandbox_path_for(config, backend) == backend.path.with_name("quickstart.sandbox.json")
+    given = workspace.open_backend(config, Path("elsewhere/s.json"))
     assert isinstance(given, LocalStateBackend) and given.path == tmp_path / "repo" / "elsewhere" / "s.json"
 
 
@@ -171,12 +171,12 @@ def test_postgres_needs_a_name_for_a_directory_but_defaults_to_it_when_declared(
     write(tmp_path / "infra" / "main.yaml", INSTANCES)
     pg = {"type": "postgres", "url": "postgresql://u@127.0.0.1:1/db"}
     with pytest.raises(StateError) as caught:
-        engine.open_backend(load_config(tmp_path / "infra", environ={}), None, pg)
+        workspace.open_backend(load_config(tmp_path / "infra", environ={}), None, pg)
     assert caught.value.hint is not None and "add `name: infra` at the top of" in caught.value.hint
-    explicit = engine.open_backend(load_config(tmp_path / "infra", environ={}), None, {**pg, "stack": "s"})
+    explicit = workspace.open_backend(load_config(tmp_path / "infra", environ={}), None, {**pg, "stack": "s"})
     assert getattr(explicit, "stack", None) == "s"
     write(tmp_path / "infra" / "main.yaml", "name: gpu\n" + INSTANCES)
-    assert getattr(engine.open_backend(load_config(tmp_path / "infra", environ={}), None, pg), "stack", None) == "gpu"
+    assert getattr(workspace.open_backend(load_config(tmp_path / "infra", environ={}), None, pg), "stack", None) == "gpu"
 
 
 def test_a_state_of_another_configuration_is_refused_and_a_read_one_is_stamped(tmp_path: Path) -> None:
@@ -184,12 +184,12 @@ def test_a_state_of_another_configuration_is_refused_and_a_read_one_is_stamped(t
     config = load_config(tmp_path / "infra", environ={})
     foreign = LocalStateBackend(write_state(tmp_path / "other.json", {"name": "other", "source": "name"}))
     with pytest.raises(StateError) as caught:
-        engine.check_state_identity(config, foreign, foreign.read())
+        workspace.check_state_identity(config, foreign, foreign.read())
     assert "the configuration named 'other'" in str(caught.value)
-    taken = engine.check_state_identity(config, foreign, foreign.read(), allow_foreign=True)
+    taken = workspace.check_state_identity(config, foreign, foreign.read(), allow_foreign=True)
     assert taken.configuration == {"name": "gpu", "source": "name"}
     legacy = LocalStateBackend(write_state(tmp_path / "legacy.json"))
-    assert engine.check_state_identity(config, legacy, legacy.read()).configuration == {
+    assert workspace.check_state_identity(config, legacy, legacy.read()).configuration == {
         "name": "gpu",
         "source": "name",
     }

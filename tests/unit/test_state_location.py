@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import engine
+from reconciler import workspace
 from reconciler.config import load_config
 from reconciler.state.local import LocalStateBackend
 
@@ -24,7 +24,7 @@ def test_a_relative_directory_path_finds_the_state_beside_the_config(
     for cwd, path in spellings:
         monkeypatch.chdir(cwd)
         config = load_config(path, environ={})
-        backend = engine.open_backend(config)
+        backend = workspace.open_backend(config)
         assert isinstance(backend, LocalStateBackend)
         assert backend.path.resolve() == expected, (cwd, path)
-        assert engine.sandbox_path_for(config, backend).resolve() == project / "state" / "stack.sandbox.json"
+        assert workspace.sandbox_path_for(config, backend).resolve() == project / "state" / "stack.sandbox.json"

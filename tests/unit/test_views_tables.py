@@ -8,8 +8,8 @@ import io
 from rich.table import Table
 
 from reconciler.model import Offering
-from reconciler.offering_search import offerings_table
 from reconciler.state.model import ResourceState, StateDocument
+from reconciler.views.offerings import offerings_table
 from reconciler.views.state_table import render_state_table
 from reconciler.views.tables import FittingConsole, state_list_json
 

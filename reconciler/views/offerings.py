@@ -1,5 +1,4 @@
-"""`reconciler offerings`: the catalogue of every provider, filtered by the same requirement
-keys as an instance's `offering:` block, so what a search shows is what a plan would rank."""
+"""`reconciler offerings` output: the offerings found, as a table or as JSON."""
 
 from __future__ import annotations
 
@@ -8,14 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from reconciler.model import Offering, OfferingRequest
-from reconciler.selection import matches
-
-
-def search(found: Sequence[Offering], request: OfferingRequest, available_only: bool) -> list[Offering]:
-    """Matching offerings, cheapest first (unavailable ones too, unless `available_only`)."""
-    rows = [o for o in found if matches(request, o) and (o.available or not available_only)]
-    return sorted(rows, key=lambda o: (o.hourly_price, o.provider, o.id))
+from reconciler.model import Offering
 
 
 def offering_json(o: Offering) -> dict[str, Any]:
