@@ -1,9 +1,10 @@
-"""Executes a Plan: dependency order, bounded concurrency, pending records, waiting, persistence.
+"""Executes a Plan: dependency order, bounded concurrency, the API calls and the waiting.
 
 Never leak, never duplicate: before each create or delete a pending record is made
 durable; the API call follows; its answer is recorded and the record cleared in one
 write. A create whose answer is lost is looked up by its ownership marker before it is
-ever tried again. The applier builds its work from the Plan alone.
+ever tried again. The applier builds its work from the Plan alone and sequences the
+calls; every change to state is a transition of the StateLedger, which persists it.
 """
 
 from __future__ import annotations
