@@ -12,8 +12,8 @@ import pytest
 from reconciler import workspace
 from reconciler.config import load_config
 from reconciler.errors import ConfigError, StateError
+from reconciler.identity import ConfigIdentity, locate_local_state
 from reconciler.state.local import LocalStateBackend
-from reconciler.workspace import ConfigIdentity, locate_local_state
 
 INSTANCES = "instances:\n  - {name: t, provider: forward, offering_id: o}\n"
 
