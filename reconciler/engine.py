@@ -38,6 +38,7 @@ from reconciler.planner import (
 from reconciler.planner_pending import resolve_pending
 from reconciler.planner_refresh import refresh_computed, refresh_state
 from reconciler.price_caps import price_cap_warnings
+from reconciler.provider_spec import provider_names
 from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings
 from reconciler.selection import matches
@@ -477,13 +478,13 @@ async def import_resource(
 
 
 async def list_offerings(config: Config | None, sandbox: Path | None, only: set[str]) -> list[Offering]:
-    """Every provider's offerings (the configured ones, or both with default settings).
+    """Every provider's offerings (the configured ones, or all with default settings).
 
-    Without a configuration both providers are asked with their defaults (the embedded
+    Without a configuration every provider is asked with its defaults (the embedded
     emulator unless an API key says otherwise), on a throwaway sandbox.
     """
     configured = config.providers if config is not None else {}
-    names = sorted(only or set(configured) or {"shadeform", "forward"})
+    names = sorted(only or set(configured) or set(provider_names()))
     settings = {name: configured.get(name) or ProviderSettings(name=name) for name in names}
     emulator = config.emulator if config is not None else None
     with contextlib.ExitStack() as stack:

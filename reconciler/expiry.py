@@ -13,12 +13,12 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.provider_spec import find_provider
 from reconciler.state.model import ResourceState
 
 EXPIRY_KEY = "expiry"
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-PROVIDER_ENFORCED = frozenset({"shadeform"})  # deletes by itself through auto_delete
 
 
 def parse_duration(text: str) -> timedelta | None:
@@ -60,7 +60,8 @@ def with_deadline(
         if start is not None:
             expiry["deadline"] = _iso(start + duration)
     result = {**attrs, EXPIRY_KEY: expiry}
-    if provider in PROVIDER_ENFORCED:
+    spec = find_provider(provider)
+    if spec is not None and spec.enforces_expiry:
         threshold = {"date_threshold": expiry.get("deadline"), "spend_threshold": expiry.get("max_spend")}
         if any(v is not None for v in threshold.values()):
             result["auto_delete"] = {k: v for k, v in threshold.items() if v is not None}

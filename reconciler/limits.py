@@ -3,7 +3,7 @@
 A limit here is one the API answers 400 (or fails a create) for; checking it up front means
 apply never deletes an object and then finds its replacement cannot be created. Each value
 says where it comes from. The planner and the loader read this table by provider name; no
-code asks "is this Shadeform?".
+code asks "is this Shadeform?": each provider's spec (reconciler.provider_spec) holds its limits.
 """
 
 from __future__ import annotations
@@ -76,8 +76,3 @@ FORWARD_LIMITS = ProviderLimits(
     # `provider` and `region` (volume offerings, GET /v1/spot/volumes/offerings).
     # Forward has no update endpoint: every change replaces.
 )
-
-PROVIDER_LIMITS: dict[str, ProviderLimits] = {
-    "shadeform": SHADEFORM_LIMITS,
-    "forward": FORWARD_LIMITS,
-}

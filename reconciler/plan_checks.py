@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PlanError
-from reconciler.limits import PROVIDER_LIMITS
 from reconciler.model import Action, Address, Change, Kind, LiveResource, Offering, Resource
+from reconciler.provider_spec import provider_spec
 from reconciler.state.model import StateDocument
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ def _check_mount(
     volume: Address,
     where: Mapping[str, Any],
 ) -> None:
-    for key in PROVIDER_LIMITS[provider].placement:
+    placement = provider_spec(provider).limits.placement
+    for key in placement:
         value = where.get(key)
         if value is None:
             raise PlanError(
@@ -101,7 +102,7 @@ def _check_mount(
                 f"{address}: offering {offering.id} is in {key} {getattr(offering, key)!r}, "
                 f"but {volume} is in {value!r}",
                 hint=f"{provider} mounts a volume only on an instance with the same "
-                + " and ".join(PROVIDER_LIMITS[provider].placement)
+                + " and ".join(placement)
                 + f": choose an offering in {key} {value!r} (set offering.{key} to let the plan pick one)",
             )
 

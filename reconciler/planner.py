@@ -51,6 +51,7 @@ from reconciler.planner_passes import (
     target_graph,
 )
 from reconciler.planner_refresh import changed_keys, refreshed_before
+from reconciler.provider_spec import find_provider
 from reconciler.selection import Selection, rank, select
 from reconciler.state.model import ResourceState, StateDocument
 from reconciler.unknowns import PlannedValues, explain_unknowns, resolve_for_plan
@@ -497,13 +498,11 @@ def providers_needing_offerings(
     return instance_providers, volume_providers
 
 
-PIN_ATTRIBUTES = ("cloud", "region", "shade_instance_type", "offering_id")
-
-
 def imported_resource(res: Resource, observed: LiveResource, lineage: str) -> ResourceState:
     """The state entry for an existing object adopted with `reconciler import`."""
     attrs = dict(res.attributes)
-    for key in PIN_ATTRIBUTES:
+    spec = find_provider(res.provider)
+    for key in spec.pin_keys if spec is not None else ():
         if key not in attrs and key in observed.attributes:
             attrs[key] = observed.attributes[key]
     if res.offering is not None:

@@ -11,27 +11,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from reconciler.config.diagnostics import FieldIssue, did_you_mean
 from reconciler.config.schema import (
-    KIND_ATTRIBUTES,
+    NOT_ATTRIBUTES,
     DockerLaunchBlock,
     EnvValueBlock,
-    ForwardInstanceBlock,
-    ForwardVolumeBlock,
     InstanceBlock,
     ResourceBlock,
-    ShadeformInstanceBlock,
-    ShadeformVolumeBlock,
+    ScriptLaunchBlock,
     SshKeyBlock,
-    ThresholdBlock,
+    VolumeBlock,
+    kind_attributes,
+    provider_fields,
 )
 from reconciler.expiry import EXPIRY_KEY
 from reconciler.model import Kind, Lifecycle, OfferingRequest
+from reconciler.provider_spec import provider_spec
 
-# Sections of a resource entry that do not become attributes.
-_NOT_ATTRIBUTES = frozenset(
-    {"provider", "count", "lifecycle", "depends_on", "on_failure", "offering", "fallback"}
-)
+_NOT_ATTRIBUTES = NOT_ATTRIBUTES
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def canonical_resource(kind: Kind, block: ResourceBlock, provider_name: str) -> 
     lifecycle = _lifecycle(kind, block)
     if isinstance(block, SshKeyBlock):
         return CanonicalResource({"name": provider_name, "public_key": block.public_key}, lifecycle)
-    if isinstance(block, ShadeformVolumeBlock | ForwardVolumeBlock):
+    if isinstance(block, VolumeBlock):
         attributes: dict[str, Any] = {"name": provider_name, "region": block.region, "size_gb": block.size_gb}
         if block.cloud is not None:
             attributes["cloud"] = block.cloud
@@ -64,7 +63,7 @@ def canonical_resource(kind: Kind, block: ResourceBlock, provider_name: str) -> 
 
 
 def _lifecycle(kind: Kind, block: ResourceBlock) -> Lifecycle:
-    known = KIND_ATTRIBUTES[kind]
+    known = kind_attributes(kind)
     for index, attribute in enumerate(block.lifecycle.ignore_changes):
         if attribute.split(".", 1)[0] not in known:
             raise FieldIssue(
@@ -83,12 +82,10 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
     attributes: dict[str, Any] = {"name": provider_name}
     sensitive: list[str] = []
     secrets: set[str] = set()
-    if isinstance(block, ShadeformInstanceBlock):
-        pin_field, pin = "shade_instance_type", block.shade_instance_type
-    elif isinstance(block, ForwardInstanceBlock):
-        pin_field, pin = "offering_id", block.offering_id
-    else:
-        raise TypeError(f"unknown instance block {type(block).__name__}")
+    provider: str = getattr(block, "provider")  # noqa: B009 (each provider's block declares it)
+    spec = provider_spec(provider)
+    pin_field = spec.type_key
+    pin = getattr(block, pin_field)
     offering = _offering(block, pin_field, pin)
     if offering is None:
         attributes[pin_field] = pin
@@ -96,30 +93,21 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
             value = getattr(block, place)
             if value is not None:
                 attributes[place] = value
-            elif isinstance(block, ShadeformInstanceBlock):
+            elif spec.pin_needs_place:
                 raise FieldIssue(
                     (place,),
                     f"missing required field {place!r}",
-                    hint="a pinned Shadeform instance needs cloud, region and shade_instance_type",
+                    hint=f"a pinned {spec.title} instance needs cloud, region and {pin_field}",
                 )
     expiry = _expiry(block)
     if expiry:
         attributes[EXPIRY_KEY] = expiry
     if block.envs:
         attributes["envs"] = _envs(block.envs, "envs", sensitive, secrets)
-    if isinstance(block, ShadeformInstanceBlock):
-        if block.os is not None:
-            attributes["os"] = block.os
-        if block.launch is not None:
-            attributes["launch"] = _launch(block.launch, sensitive, secrets)
-        if block.tags:
-            attributes["tags"] = sorted(block.tags)
-        if block.rental_type is not None:
-            attributes["rental_type"] = block.rental_type
-        for threshold_field in ("auto_delete", "alert"):
-            threshold: ThresholdBlock | None = getattr(block, threshold_field)
-            if threshold is not None:
-                attributes[threshold_field] = threshold.model_dump(exclude_none=True)
+    for name in provider_fields(Kind.INSTANCE, provider):
+        value = getattr(block, name)
+        if name != pin_field and value is not None and value != []:
+            attributes[name] = _provider_value(value, sensitive, secrets)
     return CanonicalResource(
         dict(sorted(attributes.items())),
         lifecycle,
@@ -136,7 +124,7 @@ def _expiry(block: InstanceBlock) -> dict[str, Any]:
     if block.expires_after is not None and block.expires_at is not None:
         raise FieldIssue(("expires_at",), "give expires_after or expires_at, not both")
     given = block.expires_after is not None or block.expires_at is not None or block.max_spend is not None
-    if given and isinstance(block, ShadeformInstanceBlock) and block.auto_delete is not None:
+    if given and getattr(block, "auto_delete", None) is not None:
         raise FieldIssue(
             ("auto_delete",),
             "auto_delete and expires_after / expires_at / max_spend set the same Shadeform thresholds",
@@ -226,6 +214,18 @@ def _envs(
             if entry.value:
                 secrets.add(entry.value)
     return values
+
+
+def _provider_value(value: Any, sensitive: list[str], secrets: set[str]) -> Any:
+    """A field a provider's instance block adds, in canonical form: lists sorted, blocks as
+    dicts without unset keys, a launch block as `_launch` gives it."""
+    if isinstance(value, DockerLaunchBlock | ScriptLaunchBlock):
+        return _launch(value, sensitive, secrets)
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, list):
+        return sorted(value)
+    return value
 
 
 def _launch(launch: Any, sensitive: list[str], secrets: set[str]) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.config.diagnostics import FieldIssue
-from reconciler.limits import PROVIDER_LIMITS
 from reconciler.model import Kind
+from reconciler.provider_spec import provider_spec
 
 
 def check_provider_limits(kind: Kind, provider: str, attributes: dict[str, Any], counted: bool) -> None:
     """Name length and volume size against `provider`'s limits."""
-    limits = PROVIDER_LIMITS[provider]
+    limits = provider_spec(provider).limits
     name = str(attributes.get("name", ""))
     longest = limits.max_user_name_length(kind)
     if len(name) > longest:
@@ -38,7 +38,7 @@ def check_provider_limits(kind: Kind, provider: str, attributes: dict[str, Any],
 
 def check_volume_count(provider: str, volumes: list[str]) -> None:
     """An instance mounts no more volumes than its API takes."""
-    most = PROVIDER_LIMITS[provider].max_volumes_per_instance
+    most = provider_spec(provider).limits.max_volumes_per_instance
     if most is not None and len(volumes) > most:
         raise FieldIssue(
             ("volumes", most),

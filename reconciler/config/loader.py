@@ -36,13 +36,12 @@ from reconciler.config.interpolation import Interpolator
 from reconciler.config.limits import check_provider_limits
 from reconciler.config.resolution import ReferenceResolver, _Entry, _Member, referable_attributes
 from reconciler.config.schema import (
-    KNOWN_PROVIDERS,
     MAX_COUNT,
-    RESOURCE_MODELS,
     RESOURCE_SECTIONS,
     TOP_LEVEL_KEYS,
     ResourceBlock,
     foreign_fields,
+    resource_model,
 )
 from reconciler.config.secret_files import exposed_secret_warnings
 from reconciler.config.settings import BackendSettings, SettingsReader, api_key_env_var
@@ -56,6 +55,7 @@ from reconciler.identity import (
     valid_config_name,
 )
 from reconciler.model import Address, Kind, Output, Resource
+from reconciler.provider_spec import provider_names
 from reconciler.providers.base import ProviderSettings
 
 __all__ = ["BackendSettings", "Config", "api_key_env_var", "load_config", "referable_attributes"]
@@ -338,7 +338,7 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
         count = self._count(head, origin)
         entry = self._declare(kind, name, provider, count, origin)
         body = {key: value for key, value in raw.items() if key not in identity}
-        model = RESOURCE_MODELS[kind][provider]
+        model = resource_model(kind, provider)
         foreign = foreign_fields(kind, provider)
         for index in [None] if count is None else range(count):
             entry.members.append(
@@ -356,14 +356,15 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
             raise origin.fail(
                 ("provider",),
                 "missing required field 'provider'",
-                hint="one of " + ", ".join(KNOWN_PROVIDERS),
+                hint="one of " + ", ".join(provider_names()),
             )
         provider = head["provider"]
-        if provider not in KNOWN_PROVIDERS:
+        known = provider_names()
+        if provider not in known:
             raise origin.fail(
                 ("provider",),
                 f"unknown provider {provider!r}",
-                hint=did_you_mean(provider, KNOWN_PROVIDERS) or "one of " + ", ".join(KNOWN_PROVIDERS),
+                hint=did_you_mean(provider, known) or "one of " + ", ".join(known),
             )
         return str(provider)
 

@@ -24,11 +24,11 @@ from reconciler.config.diagnostics import (
 )
 from reconciler.config.interpolation import Interpolator
 from reconciler.config.limits import check_volume_count
-from reconciler.config.schema import KIND_ATTRIBUTES, OUTPUT_NAME_PATTERN, OutputBlock
+from reconciler.config.schema import OUTPUT_NAME_PATTERN, OutputBlock, kind_attributes
 from reconciler.errors import GraphCycleError
 from reconciler.graph import DependencyGraph
-from reconciler.limits import PROVIDER_LIMITS
 from reconciler.model import Address, Kind, Output, Resource
+from reconciler.provider_spec import provider_spec
 from reconciler.providers import computed_attributes
 from reconciler.references import Reference
 
@@ -37,7 +37,7 @@ _REFERENCE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+)\])?$")
 
 def referable_attributes(kind: Kind, provider: str) -> frozenset[str]:
     """What `${kind.name.ATTRIBUTE}` may name: desired attributes and what the API reports."""
-    return KIND_ATTRIBUTES[kind] | frozenset(computed_attributes(provider, kind)) | {"id"}
+    return kind_attributes(kind) | frozenset(computed_attributes(provider, kind)) | {"id"}
 
 
 
@@ -302,7 +302,7 @@ class ReferenceResolver:
         For an instance given by requirements, the volume's placement becomes part of them,
         so the planner picks an offering that can mount it.
         """
-        keys = PROVIDER_LIMITS[member.provider].placement
+        keys = provider_spec(member.provider).limits.placement
         wanted = {key: value for key in keys if (value := volume.canonical.attributes.get(key)) is not None}
         have = {key: attributes.get(key) if offering is None else getattr(offering, key) for key in keys}
         for key, value in wanted.items():

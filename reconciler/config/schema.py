@@ -11,7 +11,8 @@ import copy
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, get_args
+from types import GenericAlias
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +25,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     WithJsonSchema,
+    create_model,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -33,11 +35,9 @@ from reconciler.expiry import parse_duration
 from reconciler.identity import CONFIG_NAME_PATTERN
 from reconciler.limits import MAX_VOLUME_GB, MIN_VOLUME_GB
 from reconciler.model import Kind
+from reconciler.provider_spec import provider_names, provider_specs
 from reconciler.providers.base import EMBEDDED, MARKER_PREFIX, NAME_MARKER_SEPARATOR
 from reconciler.public_keys import public_key_problem
-
-ProviderName = Literal["shadeform", "forward"]
-KNOWN_PROVIDERS: tuple[str, ...] = get_args(ProviderName)
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -204,7 +204,7 @@ class ProviderBlock(StrictModel):
     """How to reach one provider API."""
 
     api_key: str | None = Field(
-        default=None, description="API key; default from SHADEFORM_API_KEY / FORWARD_API_KEY"
+        default=None, description="API key; default from the provider's <NAME>_API_KEY"
     )
     endpoint: Annotated[str, AfterValidator(_check_endpoint)] = Field(
         default=EMBEDDED, description="'embedded' (the built-in emulator) or the API's base URL"
@@ -274,7 +274,7 @@ class ResourceBlock(StrictModel):
 
 
 class SshKeyBlock(ResourceBlock):
-    provider: ProviderName
+    provider: str  # the loader checks it names a registered provider
     public_key: Annotated[str, AfterValidator(_check_public_key)]
     private_key_file: NonEmpty | None = Field(
         default=None,
@@ -286,18 +286,23 @@ class SshKeyBlock(ResourceBlock):
 VolumeSize = Annotated[int, Field(json_schema_extra={"minimum": MIN_VOLUME_GB, "maximum": MAX_VOLUME_GB})]
 
 
-class ShadeformVolumeBlock(ResourceBlock):
+class VolumeBlock(ResourceBlock):
+    """Fields every provider's volumes have; each provider's block names itself in `provider`."""
+
+    provider: str
+    cloud: NonEmpty | None = None
+    region: NonEmpty
+    size_gb: VolumeSize
+
+
+class ShadeformVolumeBlock(VolumeBlock):
     provider: Literal["shadeform"]
     cloud: NonEmpty
-    region: NonEmpty
-    size_gb: VolumeSize
 
 
-class ForwardVolumeBlock(ResourceBlock):
+class ForwardVolumeBlock(VolumeBlock):
     provider: Literal["forward"]
     cloud: NonEmpty | None = Field(default=None, description="Forward's underlying provider")
-    region: NonEmpty
-    size_gb: VolumeSize
 
 
 class EnvValueBlock(StrictModel):
@@ -401,6 +406,9 @@ class FallbackBlock(StrictModel):
 
 
 class InstanceBlock(ResourceBlock):
+    """Fields every provider's instances have. A provider's block adds its pin field (its
+    spec's `type_key`) and its own attributes; every added field becomes an attribute."""
+
     cloud: NonEmpty | None = None
     region: NonEmpty | None = None
     offering: OfferingBlock | None = Field(
@@ -452,81 +460,122 @@ class OutputBlock(StrictModel):
 
 OUTPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
-SshKeyEntry = SshKeyBlock
-VolumeEntry = Annotated[ShadeformVolumeBlock | ForwardVolumeBlock, Field(discriminator="provider")]
-InstanceEntry = Annotated[ShadeformInstanceBlock | ForwardInstanceBlock, Field(discriminator="provider")]
+TOP_LEVEL_KEYS: tuple[str, ...] = (
+    "name",
+    "providers",
+    "variables",
+    "backend",
+    "emulator",
+    "policy",
+    "ssh_keys",
+    "volumes",
+    "instances",
+    "outputs",
+)
+RESOURCE_SECTIONS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+# Each kind's fields shared by every provider; what a provider's block adds are its own.
+KIND_BASE_BLOCKS: dict[Kind, type[ResourceBlock]] = {
+    Kind.SSH_KEY: SshKeyBlock,
+    Kind.VOLUME: VolumeBlock,
+    Kind.INSTANCE: InstanceBlock,
+}
+# Sections of a resource entry that do not become attributes.
+NOT_ATTRIBUTES = frozenset({"provider", "count", "lifecycle", "depends_on", "on_failure", "offering", "fallback"})
+# Canonical attribute names every provider's resources have (see reconciler.providers.base).
+COMMON_ATTRIBUTES: dict[Kind, frozenset[str]] = {
+    Kind.SSH_KEY: frozenset({"name", "public_key"}),
+    Kind.VOLUME: frozenset({"name", "region", "size_gb", "cloud"}),
+    Kind.INSTANCE: frozenset({"name", "region", "cloud", "ssh_key", "volumes", "envs", "expiry"}),
+}
 
 
-class ConfigDocument(StrictModel):
-    """Providers, variables, state backend, SSH keys, volumes and GPU instances.
+def resource_model(kind: Kind, provider: str) -> type[ResourceBlock]:
+    """The model of one provider's entries of `kind`."""
+    model: type[ResourceBlock] = provider_specs()[provider].blocks[kind]
+    return model
+
+
+def provider_fields(kind: Kind, provider: str) -> tuple[str, ...]:
+    """The fields a provider's block of `kind` adds to the fields every provider has."""
+    shared = KIND_BASE_BLOCKS[kind].model_fields
+    fields = resource_model(kind, provider).model_fields
+    return tuple(name for name in fields if name not in shared and name != "provider")
+
+
+def kind_attributes(kind: Kind) -> frozenset[str]:
+    """Canonical attribute names of a kind, on any provider (for ignore_changes, references)."""
+    specs = tuple(provider_specs().values())
+    cached = _kind_attributes_seen.get(kind)
+    if cached is not None and len(cached[0]) == len(specs) and all(a is b for a, b in zip(cached[0], specs, strict=True)):
+        return cached[1]
+    names = set(COMMON_ATTRIBUTES[kind])
+    for spec in specs:
+        names.update(provider_fields(kind, spec.name))
+    _kind_attributes_seen[kind] = (specs, frozenset(names))
+    return frozenset(names)
+
+
+# Per kind: the registry's specs when the attribute names were last gathered, and those names.
+_kind_attributes_seen: dict[Kind, tuple[tuple[object, ...], frozenset[str]]] = {}
+
+
+class _DocumentBase(StrictModel):
+    model_config = ConfigDict(extra="forbid", title="reconciler configuration")
+
+
+def _entry_union(kind: Kind) -> Any:
+    models = tuple(dict.fromkeys(resource_model(kind, name) for name in provider_names()))
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="provider")]  # noqa: UP007
+
+
+def config_document_model() -> type[StrictModel]:
+    """The whole document as one model, over the registered providers (for the JSON Schema)."""
+    provider_key: Any = Literal[provider_names()]
+    fields: dict[str, Any] = {
+        "name": (
+            Annotated[str, Field(pattern=CONFIG_NAME_PATTERN)] | None,
+            Field(
+                default=None,
+                description="names this configuration's state (state/<name>.json) and its PostgreSQL "
+                "stack; default: the file's stem, or the directory's folder name",
+            ),
+        ),
+        "providers": (dict[provider_key, ProviderBlock], Field(default_factory=dict)),
+        "variables": (
+            dict[Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)], VariableBlock],
+            Field(default_factory=dict),
+        ),
+        "backend": (BackendBlock | None, None),
+        "emulator": (EmulatorBlock | None, None),
+        "policy": (PolicyBlock | None, None),
+        **{kind.value: (GenericAlias(list, (_entry_union(kind),)), Field(default_factory=list)) for kind in Kind},
+        "outputs": (
+            dict[Annotated[str, Field(pattern=OUTPUT_NAME_PATTERN)], OutputBlock],
+            Field(default_factory=dict),
+        ),
+    }
+    document: type[StrictModel] = create_model(
+        "ConfigDocument", __base__=_DocumentBase, __doc__=CONFIG_DOCUMENT_DESCRIPTION, **fields
+    )
+    return document
+
+
+CONFIG_DOCUMENT_DESCRIPTION = """Providers, variables, state backend, SSH keys, volumes and GPU instances.
 
     A directory's YAML files merge into one document: lists concatenate, maps merge.
     """
 
-    model_config = ConfigDict(extra="forbid", title="reconciler configuration")
-
-    name: Annotated[str, Field(pattern=CONFIG_NAME_PATTERN)] | None = Field(
-        default=None,
-        description="names this configuration's state (state/<name>.json) and its PostgreSQL stack; "
-        "default: the file's stem, or the directory's folder name",
-    )
-    providers: dict[ProviderName, ProviderBlock] = Field(default_factory=dict)
-    variables: dict[Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)], VariableBlock] = Field(
-        default_factory=dict
-    )
-    backend: BackendBlock | None = None
-    emulator: EmulatorBlock | None = None
-    policy: PolicyBlock | None = None
-    ssh_keys: list[SshKeyEntry] = Field(default_factory=list)
-    volumes: list[VolumeEntry] = Field(default_factory=list)
-    instances: list[InstanceEntry] = Field(default_factory=list)
-    outputs: dict[Annotated[str, Field(pattern=OUTPUT_NAME_PATTERN)], OutputBlock] = Field(default_factory=dict)
-
-
-TOP_LEVEL_KEYS: tuple[str, ...] = tuple(ConfigDocument.model_fields)
-RESOURCE_SECTIONS: dict[str, Kind] = {kind.value: kind for kind in Kind}
-
-RESOURCE_MODELS: dict[Kind, dict[str, type[ResourceBlock]]] = {
-    Kind.SSH_KEY: {"shadeform": SshKeyBlock, "forward": SshKeyBlock},
-    Kind.VOLUME: {"shadeform": ShadeformVolumeBlock, "forward": ForwardVolumeBlock},
-    Kind.INSTANCE: {"shadeform": ShadeformInstanceBlock, "forward": ForwardInstanceBlock},
-}
-
-# Canonical attribute names per kind (see reconciler.providers.base), for ignore_changes.
-KIND_ATTRIBUTES: dict[Kind, frozenset[str]] = {
-    Kind.SSH_KEY: frozenset({"name", "public_key"}),
-    Kind.VOLUME: frozenset({"name", "region", "size_gb", "cloud"}),
-    Kind.INSTANCE: frozenset(
-        {
-            "name",
-            "region",
-            "cloud",
-            "ssh_key",
-            "volumes",
-            "envs",
-            "shade_instance_type",
-            "os",
-            "launch",
-            "tags",
-            "expiry",
-            "rental_type",
-            "auto_delete",
-            "alert",
-            "offering_id",
-        }
-    ),
-}
-
 
 def foreign_fields(kind: Kind, provider: str) -> dict[str, str]:
     """Keys that other providers' variants of `kind` accept and `provider`'s does not."""
-    own = RESOURCE_MODELS[kind][provider]
-    own_fields = set(own.model_fields)
+    own_fields = set(resource_model(kind, provider).model_fields)
     found: dict[str, str] = {}
-    for other, model in RESOURCE_MODELS[kind].items():
+    for other in provider_names():
         if other == provider:
             continue
-        for name in model.model_fields:
+        for name in resource_model(kind, other).model_fields:
             if name not in own_fields:
                 found.setdefault(name, other)
     return found
@@ -542,7 +591,17 @@ def config_json_schema() -> dict[str, Any]:
     Any field that is not a string also accepts a whole-string `${...}` expression, since
     interpolation happens before validation and keeps the expression's type.
     """
-    schema = copy.deepcopy(ConfigDocument.model_json_schema(by_alias=True))
+    schema = copy.deepcopy(config_document_model().model_json_schema(by_alias=True))
+    specs = provider_specs().values()
+    schema["$defs"]["ProviderBlock"]["properties"]["api_key"]["description"] = (
+        "API key; default from " + " / ".join(spec.api_key_env_var for spec in specs)
+    )
+    # One SSH key model serves every provider: its `provider` is any registered name.
+    schema["$defs"]["SshKeyBlock"]["properties"]["provider"] = {
+        "enum": list(provider_names()),
+        "title": "Provider",
+        "type": "string",
+    }
     for name, definition in schema.get("$defs", {}).items():
         if name not in _UNINTERPOLATED_DEFINITIONS:
             _allow_interpolation(definition)

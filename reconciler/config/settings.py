@@ -18,10 +18,11 @@ from reconciler.budget import BudgetPolicy
 from reconciler.config.diagnostics import FieldIssue, Origin, did_you_mean, issue_from_validation_error
 from reconciler.config.interpolation import Interpolator
 from reconciler.config.resolution import _Entry
-from reconciler.config.schema import KNOWN_PROVIDERS, BackendBlock, EmulatorBlock, PolicyBlock, ProviderBlock
+from reconciler.config.schema import BackendBlock, EmulatorBlock, PolicyBlock, ProviderBlock
 from reconciler.errors import ConfigError
 from reconciler.identity import is_postgres_url
 from reconciler.model import Address, Kind, Resource
+from reconciler.provider_spec import find_provider, provider_names
 from reconciler.providers.base import ProviderSettings
 from reconciler.providers.http import api_key_problem
 
@@ -30,7 +31,8 @@ _BlockT = TypeVar("_BlockT", bound=BaseModel)  # one block of settings, merged k
 
 def api_key_env_var(provider: str) -> str:
     """The environment variable that supplies a provider's API key by default."""
-    return f"{provider.upper()}_API_KEY"
+    spec = find_provider(provider)
+    return spec.api_key_env_var if spec is not None else f"{provider.upper()}_API_KEY"
 
 
 
@@ -64,18 +66,19 @@ class SettingsReader:
         first_user: dict[str, Address] = {}
         for address, resource in resources.items():
             first_user.setdefault(resource.provider, address)
+        known = provider_names()
         for name, (_, place) in declared.items():
-            if name not in KNOWN_PROVIDERS:
+            if name not in known:
                 raise place.error(
                     FieldIssue(
                         (),
                         f"unknown provider {name!r}",
-                        did_you_mean(name, KNOWN_PROVIDERS) or "one of " + ", ".join(KNOWN_PROVIDERS),
+                        did_you_mean(name, known) or "one of " + ", ".join(known),
                         at_key=True,
                     )
                 )
         settings: dict[str, ProviderSettings] = {}
-        for name in KNOWN_PROVIDERS:
+        for name in known:
             if name not in declared and name not in first_user:
                 continue
             origin: Origin | None = None

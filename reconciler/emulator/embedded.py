@@ -1,4 +1,4 @@
-"""The emulator as reconciler's default endpoint: both APIs in-process over httpx.
+"""The emulator as reconciler's default endpoint: every provider's API in-process over httpx.
 
     with EmbeddedCloud("state/default.sandbox.json", boot_seconds=1.0) as cloud:
         client = httpx.AsyncClient(
@@ -35,7 +35,7 @@ from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.market import MarketConfig, parse_market
 from reconciler.emulator.runtime import ConnectionDropped, EmulatorRuntime
 from reconciler.emulator.sandbox import Sandbox
-from reconciler.emulator.server import API_NAMES, build_api_app
+from reconciler.emulator.server import api_names, build_api_app, emulated_api
 from reconciler.emulator.world import World
 
 DEFAULT_BOOT_SECONDS = 1.0
@@ -64,7 +64,7 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
 
 
 class EmbeddedCloud:
-    """Both emulated APIs over one world, optionally persisted in a sandbox file.
+    """Every emulated API over one world, optionally persisted in a sandbox file.
 
     `boot_seconds=None` means the default (1 s); `sandbox=None` keeps the world in memory.
     """
@@ -111,7 +111,7 @@ class EmbeddedCloud:
         self.close()
 
     def open(self) -> None:
-        """Load the sandbox (or start an empty world) and build both APIs."""
+        """Load the sandbox (or start an empty world) and build every API."""
         if self._runtime is not None:
             return
         if self.sandbox_path is not None:
@@ -137,7 +137,7 @@ class EmbeddedCloud:
             in_process=True,
             market=self._market,
         )
-        self._apps = {api: build_api_app(self._runtime, api) for api in API_NAMES}
+        self._apps = {api: build_api_app(self._runtime, api) for api in api_names()}
 
     def close(self) -> None:
         """Persist the journal as a snapshot and release the sandbox."""
@@ -159,17 +159,17 @@ class EmbeddedCloud:
         return self.runtime.world
 
     def transport(self, api: str) -> httpx.AsyncBaseTransport:
-        """A transport to one API ("shadeform" or "forward"); use it with `base_url(api)`."""
-        if api not in API_NAMES:
-            raise ValueError(f"unknown api {api!r} (one of {', '.join(API_NAMES)})")
+        """A transport to one API ("shadeform", "forward", ...); use it with `base_url(api)`."""
+        emulated_api(api)
         if not self._apps:
             raise RuntimeError("EmbeddedCloud is not open; use it as a context manager")
+        if api not in self._apps:  # registered after this cloud opened
+            self._apps[api] = build_api_app(self.runtime, api)
         return EmbeddedTransport(self._apps[api])
 
     @staticmethod
     def base_url(api: str) -> str:
-        if api not in API_NAMES:
-            raise ValueError(f"unknown api {api!r} (one of {', '.join(API_NAMES)})")
+        emulated_api(api)
         return f"http://{api}.embedded/v1"
 
     def set_market(self, config: str | MarketConfig | dict[str, Any]) -> None:

@@ -8,9 +8,10 @@ Spec grammar (rules separated by `;`, whitespace ignored):
     fault  := name [":" value] ["@" param ("," param)*]
     param  := key "=" number
 
-- api: `shadeform`, `forward`.
+- api: `shadeform`, `forward` (any registered provider's emulated API).
 - kind: `instances`, `volumes`, `ssh_keys`, `instance_types`, `volume_types`,
-  `compute_offerings`, `volume_offerings`, `models` (omitted: any kind).
+  `compute_offerings`, `volume_offerings`, `models` (what the APIs' endpoints serve; omitted:
+  any kind).
 - verb: `list`, `get`, `create`, `delete`, `update`, `restart`, `setdefault`.
 
 Faults. For those marked (p), the value is the probability a matching call is hit
@@ -47,10 +48,11 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.provider_spec import provider_specs
+
 MUTATING_VERBS = frozenset({"create", "delete", "update", "restart", "setdefault"})
 READ_VERBS = frozenset({"list", "get"})
 VERBS = MUTATING_VERBS | READ_VERBS
-API_NAMES = ("shadeform", "forward")
 
 
 @dataclass(frozen=True)
@@ -70,24 +72,21 @@ class Operation:
         return self.verb in MUTATING_VERBS
 
 
-def _ops(api: str, kind: str, *verbs: str) -> list[Operation]:
-    return [Operation(api, kind, verb) for verb in verbs]
+def api_names() -> tuple[str, ...]:
+    """Every emulated API: the registered providers that have one."""
+    return tuple(name for name, spec in provider_specs().items() if spec.emulator is not None)
 
 
-OPERATIONS: tuple[Operation, ...] = tuple(
-    _ops("shadeform", "instance_types", "list")
-    + _ops("shadeform", "instances", "list", "get", "create", "update", "restart", "delete")
-    + _ops("shadeform", "volume_types", "list")
-    + _ops("shadeform", "volumes", "list", "get", "create", "delete")
-    + _ops("shadeform", "ssh_keys", "list", "get", "create", "delete", "setdefault")
-    + _ops("forward", "compute_offerings", "list", "get")
-    + _ops("forward", "volume_offerings", "list", "get")
-    + _ops("forward", "instances", "list", "get", "create", "restart", "delete")
-    + _ops("forward", "volumes", "list", "get", "create", "delete")
-    + _ops("forward", "ssh_keys", "list", "create", "delete")
-    + _ops("forward", "models", "list", "get")
-)
-KINDS = frozenset(op.kind for op in OPERATIONS)
+def operations() -> tuple[Operation, ...]:
+    """Every operation of every emulated API: what its endpoints serve."""
+    return tuple(
+        op for spec in provider_specs().values() if spec.emulator is not None for op in spec.emulator().operations
+    )
+
+
+def _cached_lists(api: str) -> bool:
+    spec = provider_specs().get(api)
+    return spec is not None and spec.emulator is not None and spec.emulator().cached_lists
 
 
 class FaultSpecError(ValueError):
@@ -121,7 +120,7 @@ def fault_applies(fault: FaultKind, op: Operation) -> bool:
     if fault is FaultKind.SLOW_DELETE:
         return op.verb == "delete" and op.kind == "instances"
     if fault is FaultKind.LAG:
-        return op.api == "forward" and op.verb in READ_VERBS and op.kind in _CACHED_KINDS
+        return op.verb in READ_VERBS and op.kind in _CACHED_KINDS and _cached_lists(op.api)
     return True
 
 
@@ -242,7 +241,7 @@ def _parse_rule(text: str) -> FaultRule:
         retry_after=params.get("retry_after", 1.0),
         seconds=params.get("seconds", 30.0),
     )
-    if not any(rule.matches(op) for op in OPERATIONS):
+    if not any(rule.matches(op) for op in operations()):
         raise FaultSpecError(f"fault rule {text!r}: {fault.value} can never apply to {match['target']}")
     return rule
 
@@ -255,11 +254,13 @@ def _parse_target(text: str, target: str) -> tuple[str, str, str]:
         api, kind, verb = parts
     else:
         raise FaultSpecError(f"fault rule {text!r}: target must be api.verb or api.kind.verb")
-    if api not in ("*", *API_NAMES):
-        raise FaultSpecError(f"fault rule {text!r}: unknown api {api!r} (shadeform, forward or *)")
-    if kind != "*" and kind not in KINDS:
+    apis = api_names()
+    if api not in ("*", *apis):
+        raise FaultSpecError(f"fault rule {text!r}: unknown api {api!r} ({', '.join(apis)} or *)")
+    kinds = {op.kind for op in operations()}
+    if kind != "*" and kind not in kinds:
         raise FaultSpecError(
-            f"fault rule {text!r}: unknown kind {kind!r} (one of {', '.join(sorted(KINDS))})"
+            f"fault rule {text!r}: unknown kind {kind!r} (one of {', '.join(sorted(kinds))})"
         )
     if verb != "*" and verb not in VERBS:
         raise FaultSpecError(

@@ -78,13 +78,23 @@ from reconciler.emulator.records import (
     VolumeRecord,
     iso_time,
 )
-from reconciler.emulator.runtime import ApiError, Call, Endpoint, Problem, invalid, not_found, parse_body
+from reconciler.emulator.runtime import (
+    ApiError,
+    Call,
+    EmulatedApi,
+    Endpoint,
+    Problem,
+    invalid,
+    not_found,
+    parse_body,
+)
 from reconciler.emulator.validation import PublicKey, ResourceName, StrictBody
 
 API: Api = "forward"
 SSH_USER = "ubuntu"
 MAX_VOLUME_GB = 65536
 DEFAULT_KEY_PROVIDER = "shadeform"
+ID_PREFIXES = {"instances": "spot_inst_", "volumes": "spot_vol_", "ssh_keys": "spot_sshk_"}
 
 _TYPES = {
     Problem.VALIDATION: "validation_error",
@@ -441,7 +451,7 @@ def create_instance(call: Call) -> Response:
     record = InstanceRecord(
         api=API,
         tenant=call.tenant,
-        id=world.new_id(API, "instances"),
+        id=world.new_id(API, "instances", ID_PREFIXES),
         name=body.name,
         created_at=now,
         cloud=offering.provider,
@@ -454,7 +464,7 @@ def create_instance(call: Call) -> Response:
         ssh_key_id=body.ssh_key_id,
         volume_ids=list(body.volume_ids),
         envs=[env.model_dump() for env in body.envs],
-        cloud_assigned_id=world.new_id(API, "instances"),
+        cloud_assigned_id=world.new_id(API, "instances", ID_PREFIXES),
         ip=f"198.19.{(len(world) >> 8) % 256}.{len(world) % 256}",
         ready_at=None if call.faults.stuck_pending else now + world.boot_seconds,
         boot_outcome=BootOutcome.ERROR if call.faults.boot_failure else BootOutcome.ACTIVE,
@@ -531,7 +541,7 @@ def create_volume(call: Call) -> Response:
     if call.faults.capacity:
         raise ApiError(400, Problem.CAPACITY, f"no volume capacity at {offering.provider} {offering.region}")
     now = world.now()
-    volume_id = world.new_id(API, "volumes")
+    volume_id = world.new_id(API, "volumes", ID_PREFIXES)
     record = VolumeRecord(
         api=API,
         tenant=call.tenant,
@@ -544,7 +554,7 @@ def create_volume(call: Call) -> Response:
         fixed_size=offering.fixed_size,
         supports_multi_mount=offering.supports_multi_mount,
         price_per_gb_per_hour=float(offering.price_per_gb_per_hour),
-        cloud_assigned_id=world.new_id(API, "volumes"),
+        cloud_assigned_id=world.new_id(API, "volumes", ID_PREFIXES),
         offering_id=offering.id,
     )
     world.add(record)
@@ -589,7 +599,7 @@ def create_ssh_key(call: Call) -> Response:
     record = SshKeyRecord(
         api=API,
         tenant=call.tenant,
-        id=world.new_id(API, "ssh_keys"),
+        id=world.new_id(API, "ssh_keys", ID_PREFIXES),
         name=body.name,
         created_at=world.now(),
         public_key=body.public_key,
@@ -644,3 +654,6 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/models", _op("models", "list"), list_models),
     Endpoint("GET", "/models/{model:path}", _op("models", "get"), get_model),
 ]
+
+# Forward serves its lists from a cache that lags writes.
+EMULATED_API = EmulatedApi(ForwardDialect(), ENDPOINTS, cached_lists=True)

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Api = Literal["shadeform", "forward"]
-APIS: tuple[Api, ...] = ("shadeform", "forward")
+# The emulated API a record belongs to: the name of the provider whose spec serves it.
+Api = str
 
 
 class Phase(str, Enum):

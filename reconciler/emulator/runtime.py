@@ -15,7 +15,7 @@ import asyncio
 import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, TypeVar
@@ -163,6 +163,23 @@ class Endpoint:
     authenticated: bool = True
 
 
+@dataclass(frozen=True)
+class EmulatedApi:
+    """One emulated API as a provider's spec names it: its dialect and its endpoints."""
+
+    dialect: Dialect
+    endpoints: Sequence[Endpoint]
+    cached_lists: bool = False  # lists are served from a cache that may lag writes (`lag` faults)
+
+    @property
+    def name(self) -> str:
+        return self.dialect.api
+
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        return tuple(dict.fromkeys(endpoint.operation for endpoint in self.endpoints))
+
+
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
@@ -300,7 +317,7 @@ class EmulatorRuntime:
         self.gate = WriteGate(self.traffic)
         self.in_process = in_process
 
-    def routes(self, dialect: Dialect, endpoints: list[Endpoint]) -> list[BaseRoute]:
+    def routes(self, dialect: Dialect, endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
         """Starlette routes for the endpoints, each path with and without a trailing slash.
 
         One route per path carries all its methods, so another method gets a 405 whose

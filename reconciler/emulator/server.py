@@ -1,6 +1,6 @@
-"""ASGI applications: each API on its own, and both together for `emulator serve`.
+"""ASGI applications: each API on its own, and all together for `emulator serve`.
 
-Server layout (`build_server_app`):
+Server layout (`build_server_app`), one mount per registered provider's emulated API:
 
     /shadeform/v1/...   the Shadeform API      (real: https://api.shadeform.ai/v1)
     /forward/v1/...     the Forward Compute API (real: https://api.forwardcompute.ai/v1)
@@ -18,23 +18,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
-from reconciler.emulator import forward_api, shadeform_api
 from reconciler.emulator.control_api import build_control_app
-from reconciler.emulator.runtime import ApiError, Dialect, EmulatorRuntime, Endpoint, Problem
+from reconciler.emulator.runtime import ApiError, EmulatedApi, EmulatorRuntime, Problem
 from reconciler.emulator.world import World
+from reconciler.provider_spec import provider_specs
 
-API_NAMES = ("shadeform", "forward")
-_DIALECTS: dict[str, tuple[Dialect, list[Endpoint]]] = {
-    "shadeform": (shadeform_api.ShadeformDialect(), shadeform_api.ENDPOINTS),
-    "forward": (forward_api.ForwardDialect(), forward_api.ENDPOINTS),
-}
+
+def emulated_apis() -> dict[str, EmulatedApi]:
+    """The emulated API of every registered provider that has one, by provider name."""
+    return {name: spec.emulator() for name, spec in provider_specs().items() if spec.emulator is not None}
+
+
+def api_names() -> tuple[str, ...]:
+    return tuple(emulated_apis())
+
+
+def emulated_api(api: str) -> EmulatedApi:
+    """One provider's emulated API; ValueError naming the known ones for any other name."""
+    apis = emulated_apis()
+    if api not in apis:
+        raise ValueError(f"unknown api {api!r} (one of {', '.join(apis)})")
+    return apis[api]
 
 
 def build_api_routes_app(runtime: EmulatorRuntime, api: str) -> Starlette:
     """One API's routes, relative to its `/v1` root; unknown paths answer in the API's error shape."""
-    if api not in _DIALECTS:
-        raise ValueError(f"unknown api {api!r} (one of {', '.join(API_NAMES)})")
-    dialect, endpoints = _DIALECTS[api]
+    emulated = emulated_api(api)
+    dialect, endpoints = emulated.dialect, emulated.endpoints
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -74,14 +84,13 @@ def build_api_app(runtime: EmulatorRuntime, api: str) -> Starlette:
 
 
 def build_server_app(world: World, runtime: EmulatorRuntime | None = None) -> Starlette:
-    """Both APIs and the control API under one server (see the module docstring for paths)."""
+    """Every API and the control API under one server (see the module docstring for paths)."""
     runtime = runtime or EmulatorRuntime(world)
     if runtime.world is not world:
         raise ValueError("the runtime serves another world")
     app = Starlette(
         routes=[
-            Mount("/shadeform/v1", build_api_routes_app(runtime, "shadeform")),
-            Mount("/forward/v1", build_api_routes_app(runtime, "forward")),
+            *(Mount(f"/{api}/v1", build_api_routes_app(runtime, api)) for api in api_names()),
             Mount("/_emulator", build_control_app(runtime)),
         ],
         exception_handlers={HTTPException: _unknown_path},

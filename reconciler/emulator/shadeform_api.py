@@ -65,7 +65,16 @@ from reconciler.emulator.records import (
     VolumeRecord,
     iso_time,
 )
-from reconciler.emulator.runtime import ApiError, Call, Endpoint, Problem, invalid, not_found, parse_body
+from reconciler.emulator.runtime import (
+    ApiError,
+    Call,
+    EmulatedApi,
+    Endpoint,
+    Problem,
+    invalid,
+    not_found,
+    parse_body,
+)
 from reconciler.emulator.validation import (
     PublicKey,
     ResourceName,
@@ -826,3 +835,5 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/sshkeys/{id}/delete", _op("ssh_keys", "delete"), delete_ssh_key),
     Endpoint("POST", "/sshkeys/{id}/setdefault", _op("ssh_keys", "setdefault"), set_default_ssh_key),
 ]
+
+EMULATED_API = EmulatedApi(ShadeformDialect(), ENDPOINTS)

@@ -1,4 +1,4 @@
-"""The emulated world: every tenant's resources in both APIs, a clock, and the ledger.
+"""The emulated world: every tenant's resources in every API, a clock, and the ledger.
 
 The world is API-neutral storage with the rules both APIs share (what is live when, what
 mounts what); the API modules validate requests and shape responses. Records are never
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -35,7 +35,6 @@ _RECORD_TYPES: dict[str, type[AnyRecord]] = {
     "instances": InstanceRecord,
 }
 
-FORWARD_ID_PREFIXES = {"instances": "spot_inst_", "volumes": "spot_vol_", "ssh_keys": "spot_sshk_"}
 # The journal is folded into a snapshot once it holds more lines than this or than the world has records.
 COMPACT_MIN_LINES = 2000
 
@@ -84,13 +83,14 @@ class World:
 
     # ------------------------------------------------------------------ records
 
-    def new_id(self, api: Api, kind: str) -> str:
-        """A fresh id in the API's own format (uuid for Shadeform, `spot_inst_...` for Forward)."""
+    def new_id(self, api: Api, kind: str, prefixes: Mapping[str, str] | None = None) -> str:
+        """A fresh id in the API's own format: a uuid, or with `prefixes` the kind's prefix and
+        12 hex digits (Forward's `spot_inst_...`)."""
         while True:
-            if api == "shadeform":
+            if prefixes is None:
                 candidate = str(uuid.uuid4())
             else:
-                candidate = FORWARD_ID_PREFIXES[kind] + secrets.token_hex(6)
+                candidate = prefixes[kind] + secrets.token_hex(6)
             if (api, candidate) not in self._index:
                 return candidate
 

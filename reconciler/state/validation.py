@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.config.schema import KNOWN_PROVIDERS
 from reconciler.errors import StateError
 from reconciler.model import Address, Kind
+from reconciler.provider_spec import provider_names
 from reconciler.state.model import STATE_VERSION, ResourceState, StateDocument
 
 MAX_PROBLEMS_SHOWN = 10
@@ -157,7 +157,7 @@ def _entry_is_sound(address: str, kind: str, provider: str) -> bool:
         parsed = Address.parse(address)
     except ValueError:
         return False
-    return kind == parsed.kind.value and provider in KNOWN_PROVIDERS and str(parsed) == address
+    return kind == parsed.kind.value and provider in provider_names() and str(parsed) == address
 
 
 def _dict_noting_duplicates(found: list[str]) -> Any:
@@ -259,11 +259,11 @@ def _entry_problems(
                 removable,
             )
         )
-    if provider not in KNOWN_PROVIDERS:
+    if provider not in provider_names():
         problems.append(
             StateProblem(
                 entry,
-                f"unknown provider {provider!r} (known: {', '.join(KNOWN_PROVIDERS)})",
+                f"unknown provider {provider!r} (known: {', '.join(provider_names())})",
                 f"correct the provider, or {remedy}",
                 removable,
             )
@@ -305,7 +305,7 @@ def _pending_problems(
             )
     except ValueError as exc:
         problems.append(StateProblem(entry, str(exc), _PENDING_FIX))
-    if provider not in KNOWN_PROVIDERS:
+    if provider not in provider_names():
         problems.append(StateProblem(entry, f"unknown provider {provider!r}", _PENDING_FIX))
     if op == "delete" and not id:
         problems.append(StateProblem(entry, "a pending delete without the id of the object", _PENDING_FIX))

@@ -17,8 +17,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from reconciler.config import KNOWN_PROVIDERS
 from reconciler.model import Offering
+from reconciler.providers.registry import BUILTIN_PROVIDER_NAMES as KNOWN_PROVIDERS
 from reconciler.starter import StarterChoices, find_public_key, gpu_choices, next_commands, write_starter
 
 PROVIDER_ANSWERS = {"shadeform": ("shadeform",), "forward": ("forward",), "both": ("shadeform", "forward")}

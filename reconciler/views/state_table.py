@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reconciler.model import HOURS_PER_MONTH, Address, Status
+from reconciler.provider_spec import find_provider
 from reconciler.state.model import ResourceState, StateDocument
 from reconciler.views.formatting import format_hourly, format_money
 
@@ -20,10 +21,11 @@ def _address_order(address: str) -> tuple[int, tuple[int, str, int], str]:
         return (1, (0, "", 0), address)
 
 
-def _type_of(kind: str, attributes: dict[str, Any]) -> str:
+def _type_of(kind: str, attributes: dict[str, Any], provider: str) -> str:
     if kind == "volumes" and attributes.get("size_gb") is not None:
         return f"{attributes['size_gb']} GB"
-    for key in ("shade_instance_type", "instance_type", "gpu_type", "offering_id"):
+    spec = find_provider(provider)
+    for key in (*((spec.type_key,) if spec is not None else ()), "instance_type", "gpu_type"):
         if attributes.get(key):
             return str(attributes[key])
     return ""
@@ -39,7 +41,7 @@ def _state_row(address: str, res: ResourceState) -> list[Text]:
         Text(format_hourly(res.hourly_price) if res.hourly_price is not None else "-"),
         Text(str(res.attributes.get("name", ""))),
         Text(str(res.attributes.get("region") or res.computed.get("region") or "")),
-        Text(_type_of(res.kind, res.attributes)),
+        Text(_type_of(res.kind, res.attributes, res.provider)),
         Text(_connect_address(res)),
     ]
 

@@ -11,9 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
-from reconciler.config import KNOWN_PROVIDERS, BackendSettings, Config, config_json_schema, load_config
+from reconciler.config import BackendSettings, Config, config_json_schema, load_config
 from reconciler.model import Address, Kind, Lifecycle, OfferingRequest
 from reconciler.providers.base import EMBEDDED
+from reconciler.providers.registry import BUILTIN_PROVIDER_NAMES as KNOWN_PROVIDERS
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPk0Zss4K0I05ck6M0v3LwgFehqBeF6jeh4iCKCR219c deploy@ci"
 

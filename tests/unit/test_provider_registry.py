@@ -6,8 +6,11 @@ import httpx
 import pytest
 
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.providers import PROVIDERS, ForwardProvider, ShadeformProvider, make_provider
+from reconciler.providers import make_provider
 from reconciler.providers.base import Provider, ProviderSettings
+from reconciler.providers.forward import ForwardProvider
+from reconciler.providers.registry import BUILTIN_PROVIDER_NAMES as PROVIDERS
+from reconciler.providers.shadeform import ShadeformProvider
 
 
 def transport() -> httpx.MockTransport:
