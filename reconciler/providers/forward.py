@@ -36,17 +36,15 @@ import httpx
 from reconciler.errors import NotFoundError, ProviderError
 from reconciler.limits import FORWARD_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
+from reconciler.providers.adapter import STATUS_MAP, ApiAccess, HttpProvider, status_in
 from reconciler.providers.base import ProviderSettings, join_name_marker, offering_hardware, split_name_marker
 from reconciler.providers.http import (
-    ApiClient,
     ApiErrorBody,
     Clock,
     Sleep,
     envs_from_api,
     envs_to_api,
-    in_use_error,
     parse_decimal,
-    resolve_base_url,
 )
 
 DEFAULT_BASE_URL = "https://api.forwardcompute.ai/v1"
@@ -54,16 +52,6 @@ AUTH_HEADER = "Authorization"
 AUTH_SCHEME = "Bearer "
 API_KEY_ENV_VAR = "FORWARD_API_KEY"
 REAL_API_LIST_CONSISTENCY_SECONDS = 30.0
-
-STATUS_MAP: dict[str, Status] = {
-    "pending": Status.PENDING,
-    "creating": Status.PENDING,
-    "restarting": Status.PENDING,
-    "active": Status.ACTIVE,
-    "deleting": Status.DELETING,
-    "deleted": Status.DELETED,
-    "error": Status.ERROR,
-}
 
 _COLLECTION = {
     Kind.INSTANCE: "/spot/instances/",
@@ -112,7 +100,7 @@ def _computed(kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
 
 def status_from_api(value: Any) -> Status:
     """Map a Forward status string to the shared enum; unknown strings are UNKNOWN."""
-    return STATUS_MAP.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
+    return status_in(STATUS_MAP, value)
 
 
 def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
@@ -126,10 +114,12 @@ def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
     return any(word in body.message.lower() for word in _CAPACITY_WORDS)
 
 
-class ForwardProvider:
+class ForwardProvider(HttpProvider):
     """The Forward Compute spot API behind the Provider protocol."""
 
     name = "forward"
+    ACCESS = ApiAccess(DEFAULT_BASE_URL, AUTH_HEADER, AUTH_SCHEME, API_KEY_ENV_VAR, is_capacity_error)
+    LIMITS = FORWARD_LIMITS
 
     def __init__(
         self,
@@ -139,32 +129,12 @@ class ForwardProvider:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.settings = settings
-        base_url = resolve_base_url(settings, DEFAULT_BASE_URL, transport)
+        super().__init__(settings, transport, sleep=sleep, clock=clock)
         # Anything but the in-process emulator (the real API, a staging URL, a proxy, a served
         # emulator) may serve lists from a cache: unless told otherwise, allow for it.
         self._cached_lists = not settings.embedded
-        self.api = ApiClient(
-            provider=self.name,
-            base_url=base_url,
-            api_key=settings.api_key,
-            auth_header=AUTH_HEADER,
-            auth_scheme=AUTH_SCHEME,
-            key_env_var=API_KEY_ENV_VAR,
-            timeout_seconds=settings.timeout_seconds,
-            max_retries=settings.max_retries,
-            rate_limit_per_second=settings.requests_per_second,
-            is_capacity_error=is_capacity_error,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-        )
-        self.calls = self.api.calls
         self._volume_offerings: builtins.list[VolumeOffering] | None = None
         self._volume_offerings_lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        return f"ForwardProvider({self.api!r})"
 
     @property
     def list_consistency_seconds(self) -> float:
@@ -173,10 +143,6 @@ class ForwardProvider:
         if self._cached_lists and configured <= 0:
             return REAL_API_LIST_CONSISTENCY_SECONDS
         return configured
-
-    def updatable(self, kind: Kind) -> frozenset[str]:
-        """Forward has no update endpoint: every change replaces."""
-        return FORWARD_LIMITS.updatable(kind)
 
     async def list(self, kind: Kind) -> builtins.list[LiveResource]:
         data = await self.api.request("GET", _COLLECTION[kind])
@@ -204,22 +170,11 @@ class ForwardProvider:
         data = await self.api.request("POST", _COLLECTION[kind], json=body, create=True)
         if isinstance(data, dict) and isinstance(data.get("data"), dict):
             data = data["data"]
-        created_id = data.get("id") if isinstance(data, dict) else None
-        if not created_id:
-            raise self.api.create_outcome_unknown("the answer carried no id", None)
-        live = self._to_live(kind, data) if isinstance(data, dict) and "name" in data else None
-        return CreatedResource(id=str(created_id), live=live)
+        live = self._to_live(kind, data) if isinstance(data, dict) and "name" in data and data.get("id") else None
+        return self._created(data, live)
 
     async def delete(self, kind: Kind, id: str) -> None:
-        try:
-            await self.api.request("DELETE", _ITEM[kind], ids={"id": id})
-        except NotFoundError:
-            return
-        except ProviderError as exc:
-            in_use = in_use_error(exc, kind, id)
-            if in_use is not None:
-                raise in_use from None
-            raise
+        await self._delete("DELETE", _ITEM[kind], kind, id)
 
     async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None:
         raise ValueError(f"forward cannot update {kind.value} in place (asked to change {sorted(changes)})")
@@ -232,26 +187,12 @@ class ForwardProvider:
     async def volume_offerings(self) -> builtins.list[VolumeOffering]:
         """Volume prices per provider and region (`GET /spot/volumes/offerings`)."""
         data = await self.api.request("GET", "/spot/volumes/offerings")
-        result = []
-        for item in _data_items(data):
-            price = parse_decimal(item.get("price_per_gb_per_hour"))
-            if price is None or not item.get("id"):
-                continue
-            result.append(
-                VolumeOffering(
-                    provider=self.name,
-                    id=str(item["id"]),
-                    cloud=str(item.get("provider", "")),
-                    region=str(item.get("region", "")),
-                    price_per_gb_hour=price,
-                    fixed_size=bool(item.get("fixed_size", False)),
-                    supports_multi_mount=bool(item.get("supports_multi_mount", False)),
-                )
-            )
-        return result
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
+        found = (
+            self._volume_offering(item, str(item["id"]), str(item.get("provider", "")))
+            for item in _data_items(data)
+            if item.get("id")
+        )
+        return [offering for offering in found if offering is not None]
 
     async def _volume_offering_id(self, spec: dict[str, Any]) -> str:
         """The volume offering a volume is created from: the cheapest in its region (and cloud)."""

@@ -31,20 +31,19 @@ from typing import Any
 
 import httpx
 
-from reconciler.errors import NotFoundError, ProviderError
+from reconciler.errors import NotFoundError
 from reconciler.limits import SHADEFORM_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
+from reconciler.providers.adapter import STATUS_MAP as SHARED_STATUS_MAP
+from reconciler.providers.adapter import ApiAccess, HttpProvider, status_in
 from reconciler.providers.base import ProviderSettings, join_name_marker, offering_hardware, split_name_marker
 from reconciler.providers.http import (
-    ApiClient,
     ApiErrorBody,
     Clock,
     Sleep,
     envs_from_api,
     envs_to_api,
-    in_use_error,
     parse_decimal,
-    resolve_base_url,
 )
 
 DEFAULT_BASE_URL = "https://api.shadeform.ai/v1"
@@ -52,16 +51,7 @@ API_KEY_HEADER = "X-API-KEY"
 API_KEY_ENV_VAR = "SHADEFORM_API_KEY"
 MARKER_TAG_PREFIX = "reconciler:"
 
-STATUS_MAP: dict[str, Status] = {
-    "pending": Status.PENDING,
-    "creating": Status.PENDING,
-    "pending_provider": Status.PENDING,
-    "restarting": Status.PENDING,
-    "active": Status.ACTIVE,
-    "deleting": Status.DELETING,
-    "deleted": Status.DELETED,
-    "error": Status.ERROR,
-}
+STATUS_MAP: dict[str, Status] = SHARED_STATUS_MAP | {"pending_provider": Status.PENDING}
 
 _ROUTES: dict[Kind, dict[str, str]] = {
     Kind.INSTANCE: {
@@ -121,7 +111,7 @@ def _instance_computed(item: dict[str, Any]) -> dict[str, Any]:
 
 def status_from_api(value: Any) -> Status:
     """Map a Shadeform status string to the shared enum; unknown strings are UNKNOWN."""
-    return STATUS_MAP.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
+    return status_in(STATUS_MAP, value)
 
 
 def is_capacity_error(status: int, body: ApiErrorBody) -> bool:
@@ -198,10 +188,12 @@ def _dollars_from_cents(value: Any) -> float | None:
         return None
 
 
-class ShadeformProvider:
-    """The Shadeform API behind the Provider protocol."""
+class ShadeformProvider(HttpProvider):
+    """The Shadeform API behind the Provider protocol (its lists are never stale)."""
 
     name = "shadeform"
+    ACCESS = ApiAccess(DEFAULT_BASE_URL, API_KEY_HEADER, "", API_KEY_ENV_VAR, is_capacity_error)
+    LIMITS = SHADEFORM_LIMITS
 
     def __init__(
         self,
@@ -211,36 +203,9 @@ class ShadeformProvider:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.settings = settings
-        self.api = ApiClient(
-            provider=self.name,
-            base_url=resolve_base_url(settings, DEFAULT_BASE_URL, transport),
-            api_key=settings.api_key,
-            auth_header=API_KEY_HEADER,
-            auth_scheme="",
-            key_env_var=API_KEY_ENV_VAR,
-            timeout_seconds=settings.timeout_seconds,
-            max_retries=settings.max_retries,
-            rate_limit_per_second=settings.requests_per_second,
-            is_capacity_error=is_capacity_error,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-        )
-        self.calls = self.api.calls
+        super().__init__(settings, transport, sleep=sleep, clock=clock)
         self._volume_prices: dict[tuple[str, str], float] | None = None
         self._volume_prices_lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        return f"ShadeformProvider({self.api!r})"
-
-    @property
-    def list_consistency_seconds(self) -> float:
-        """Shadeform lists are read from the source of truth: never stale."""
-        return 0.0
-
-    def updatable(self, kind: Kind) -> frozenset[str]:
-        return SHADEFORM_LIMITS.updatable(kind)
 
     async def list(self, kind: Kind) -> builtins.list[LiveResource]:
         if kind is Kind.VOLUME:
@@ -264,21 +229,10 @@ class ShadeformProvider:
     async def create(self, kind: Kind, spec: dict[str, Any], marker: str) -> CreatedResource:
         body = self._create_body(kind, spec, marker)
         data = await self.api.request("POST", _ROUTES[kind]["create"], json=body, create=True)
-        created_id = data.get("id") if isinstance(data, dict) else None
-        if not created_id:
-            raise self.api.create_outcome_unknown("the answer carried no id", None)
-        return CreatedResource(id=str(created_id))
+        return self._created(data)
 
     async def delete(self, kind: Kind, id: str) -> None:
-        try:
-            await self.api.request("POST", _ROUTES[kind]["delete"], ids={"id": id})
-        except NotFoundError:
-            return
-        except ProviderError as exc:
-            in_use = in_use_error(exc, kind, id)
-            if in_use is not None:
-                raise in_use from None
-            raise
+        await self._delete("POST", _ROUTES[kind]["delete"], kind, id)
 
     async def update(self, kind: Kind, id: str, changes: dict[str, Any], marker: str) -> None:
         allowed = self.updatable(kind)
@@ -310,25 +264,13 @@ class ShadeformProvider:
         data = await self.api.request("GET", "/volumes/types")
         result = []
         for item in (data or {}).get("volume_types") or []:
-            price = parse_decimal(item.get("price_per_gb_per_hour")) if isinstance(item, dict) else None
-            if price is None:
+            if not isinstance(item, dict):
                 continue
             cloud, region = str(item.get("cloud", "")), str(item.get("region", ""))
-            result.append(
-                VolumeOffering(
-                    provider=self.name,
-                    id=f"{cloud}:{region}",
-                    cloud=cloud,
-                    region=region,
-                    price_per_gb_hour=price,
-                    fixed_size=bool(item.get("fixed_size", False)),
-                    supports_multi_mount=bool(item.get("supports_multi_mount", False)),
-                )
-            )
+            offering = self._volume_offering(item, f"{cloud}:{region}", cloud)
+            if offering is not None:
+                result.append(offering)
         return result
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
 
     async def _volumes_with_prices(self) -> tuple[Any, dict[tuple[str, str], float]]:
         """The volume list and the price table, asked for at once rather than one after the other."""
