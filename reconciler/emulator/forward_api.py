@@ -47,10 +47,6 @@ and a just-deleted one may still show. Absent optional fields (`ip` before boot,
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
-
-from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -59,24 +55,35 @@ from reconciler.emulator.catalogue import (
     FORWARD_MODELS,
     FORWARD_PROVIDERS,
     FORWARD_VOLUME_OFFERINGS,
-    ForwardComputeOffering,
-    ForwardModel,
-    ForwardVolumeOffering,
     forward_compute_offering,
     forward_model,
     forward_volume_offering,
 )
 from reconciler.emulator.faults import Operation
-from reconciler.emulator.market import Quote, used_machines
+from reconciler.emulator.forward_wire import (
+    API,
+    CreateInstanceBody,
+    CreateSshKeyBody,
+    CreateVolumeBody,
+    compute_offering_json,
+    instance_json,
+    list_answer,
+    machines_used,
+    model_json,
+    offering_quote,
+    single_answer,
+    ssh_key_json,
+    view_time,
+    volume_json,
+    volume_offering_json,
+    wants_refresh,
+)
 from reconciler.emulator.records import (
-    Api,
     BootOutcome,
-    BootStage,
     InstanceRecord,
     Phase,
     SshKeyRecord,
     VolumeRecord,
-    iso_time,
 )
 from reconciler.emulator.runtime import (
     ApiError,
@@ -88,12 +95,7 @@ from reconciler.emulator.runtime import (
     not_found,
     parse_body,
 )
-from reconciler.emulator.validation import PublicKey, ResourceName, StrictBody
 
-API: Api = "forward"
-SSH_USER = "ubuntu"
-MAX_VOLUME_GB = 65536
-DEFAULT_KEY_PROVIDER = "shadeform"
 ID_PREFIXES = {"instances": "spot_inst_", "volumes": "spot_vol_", "ssh_keys": "spot_sshk_"}
 
 _TYPES = {
@@ -106,13 +108,6 @@ _TYPES = {
     Problem.RATE_LIMITED: "server_error",
 }
 _SERVER_TYPES = {502: "provider_error"}
-_STATUS = {
-    Phase.PENDING: "creating",  # "restarting" after a restart request
-    Phase.ACTIVE: "active",
-    Phase.ERROR: "error",
-    Phase.DELETING: "deleting",
-    Phase.DELETED: "deleted",
-}
 
 
 class ForwardDialect:
@@ -134,226 +129,13 @@ class ForwardDialect:
         )
 
 
-def owner_id(tenant: str) -> str:
-    """The membership id the API reports as `owner` for a tenant."""
-    return "mem_" + tenant[:12]
-
-
-# ------------------------------------------------------------------ request bodies
-
-
-class EnvVar(StrictBody):
-    name: str = Field(min_length=1)
-    value: str
-
-
-class CreateInstanceBody(StrictBody):
-    name: ResourceName
-    offering_id: str = Field(min_length=1)
-    ssh_key_id: str | None = None
-    volume_ids: list[str] = Field(default_factory=list)
-    envs: list[EnvVar] = Field(default_factory=list)
-
-
-class CreateVolumeBody(StrictBody):
-    """As the SDK's CreateVolumeRequest: an offering and a size; the name is optional."""
-
-    name: ResourceName | None = None
-    size_gb: int = Field(ge=1, le=MAX_VOLUME_GB)
-    offering_id: str = Field(min_length=1)
-
-
-class CreateSshKeyBody(StrictBody):
-    name: ResourceName
-    public_key: PublicKey
-    provider: str = DEFAULT_KEY_PROVIDER
-
-
-# ------------------------------------------------------------------ rendering
-
-
-def offering_quote(call: Call, offering: ForwardComputeOffering, used: Counter[str] | None = None) -> Quote:
-    """The offering as the market has it now (the catalogue's, when no market is set)."""
-    if used is None:
-        used = _used(call)
-    key = f"forward:{offering.id}"
-    return call.market.quote(key, offering.available, offering.hourly_price_cents, call.world.now(), used)
-
-
-def _used(call: Call) -> Counter[str]:
-    if not call.market.enabled:
-        return Counter()
-    return used_machines(call.world.all_instances(API), call.world.now())
-
-
-def compute_offering_json(offering: ForwardComputeOffering, quote: Quote | None = None) -> dict[str, Any]:
-    available = offering.available if quote is None else quote.available
-    cents = offering.hourly_price_cents if quote is None else quote.price_cents
-    return {
-        "id": offering.id,
-        "provider": offering.provider,
-        "region": offering.region,
-        "region_display_name": offering.region_display_name,
-        "instance_type": offering.instance_type,
-        "deployment_type": offering.deployment_type,
-        "available": available,
-        "hourly_price": f"{cents / 100:.2f}",
-        "price_per_gpu_hour": f"{cents / 100 / offering.num_gpus:.4f}".rstrip("0").rstrip("."),
-        "boot_time": {"min_seconds": offering.boot_min_seconds, "max_seconds": offering.boot_max_seconds},
-        "configuration": {
-            "gpu_type": offering.gpu_type,
-            "num_gpus": offering.num_gpus,
-            "vram_per_gpu_in_gb": offering.vram_per_gpu_gb,
-            "total_vram_in_gb": offering.vram_per_gpu_gb * offering.num_gpus,
-            "vcpus": offering.vcpus,
-            "memory_in_gb": offering.memory_gb,
-            "storage_in_gb": offering.storage_gb,
-            "interconnect": offering.interconnect,
-        },
-    }
-
-
-def volume_offering_json(offering: ForwardVolumeOffering) -> dict[str, Any]:
-    return {
-        "id": offering.id,
-        "provider": offering.provider,
-        "region": offering.region,
-        "price_per_gb_per_hour": offering.price_per_gb_per_hour,
-        "fixed_size": offering.fixed_size,
-        "supports_multi_mount": offering.supports_multi_mount,
-    }
-
-
-def _model_pricing(model: ForwardModel) -> dict[str, Any]:
-    """Chat pricing has input and output prices; the SDK's embedding pricing has an input price only."""
-    if model.model_type == "embedding":
-        return {"input": model.input_price, "unit": "1M tokens"}
-    return {"input": model.input_price, "output": model.output_price, "unit": "1M tokens"}
-
-
-def model_json(model: ForwardModel) -> dict[str, Any]:
-    """A model as the excerpt lists it, plus the fields the SDK's models require (each ignores the other's)."""
-    created_at = iso_time(float(model.created))
-    return {
-        "id": model.id,
-        "object": "model",
-        "display_name": model.display_name,
-        "model_type": model.model_type,
-        "owned_by": model.owned_by,
-        "provider": model.provider,
-        "context_length": model.context_length,
-        "created": model.created,
-        "description": model.description,
-        "license": model.license,
-        "link": model.link,
-        "pricing": _model_pricing(model),
-        "model_name": model.id,
-        "organization": model.owned_by,
-        "created_at": created_at,
-        "updated_at": created_at,
-    }
-
-
-def instance_json(record: InstanceRecord, at: float) -> dict[str, Any]:
-    phase = record.phase(at)
-    body: dict[str, Any] = {
-        "id": record.id,
-        "object": "spot.instance",
-        "name": record.name,
-        "owner": owner_id(record.tenant),
-        "provider": record.cloud,
-        "region": record.region,
-        "status": "restarting"
-        if phase is Phase.PENDING and record.boot_stage(at) is BootStage.RESTARTING
-        else _STATUS[phase],
-        "ssh_port": 22,
-        "ssh_user": SSH_USER,
-        "created": iso_time(record.created_at),
-        "modified": iso_time(record.last_change(at)),
-        "envs": record.envs,
-        "volume_ids": record.volume_ids,
-    }
-    if record.ready_at is not None and record.ready_at <= at and record.boot_outcome is BootOutcome.ACTIVE:
-        body["ip"] = record.ip
-    if record.ssh_key_id is not None:
-        body["ssh_key_id"] = record.ssh_key_id
-    if phase is Phase.ERROR:
-        body["status_details"] = "the instance failed to boot"
-    elif phase in (Phase.DELETING, Phase.DELETED) and record.deletion_reason:
-        body["status_details"] = record.deletion_reason
-    return body
-
-
-def volume_json(record: VolumeRecord, mounted_by: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": record.id,
-        "object": "spot.volume",
-        "name": record.name,
-        "owner": owner_id(record.tenant),
-        "provider": record.cloud,
-        "region": record.region,
-        "size_gb": record.size_gb,
-        "cloud_assigned_id": record.cloud_assigned_id,
-        "cost_estimate": round(record.size_gb * record.price_per_gb_per_hour, 6),
-        "created": iso_time(record.created_at),
-        "modified": iso_time(record.created_at),
-        "fixed_size": record.fixed_size,
-        "supports_multi_mount": record.supports_multi_mount,
-    }
-    if mounted_by is not None:
-        body["mounted_by"] = mounted_by
-    return body
-
-
-def ssh_key_json(record: SshKeyRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "object": "spot.ssh_key",
-        "name": record.name,
-        "owner": owner_id(record.tenant),
-        "provider": record.provider or DEFAULT_KEY_PROVIDER,
-        "provider_key_id": record.provider_key_id or record.id,
-        "provider_data": {},
-        "public_key": record.public_key,
-        "created": iso_time(record.created_at),
-        "modified": iso_time(record.created_at),
-    }
-
-
-def _list(data: list[dict[str, Any]], url: str) -> JSONResponse:
-    return JSONResponse({"object": "list", "data": data, "url": url})
-
-
-def _single(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status_code)
-
-
-def _view_time(call: Call, *, cached: bool) -> float:
-    """The moment a read shows: now for fresh reads, earlier for cached ones."""
-    now = call.world.now()
-    if not cached:
-        return now
-    return now - (call.world.list_lag_seconds + call.faults.lag)
-
-
-def _refresh(call: Call) -> bool:
-    raw = call.query("refresh")
-    if raw is None:
-        return False
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise invalid("refresh must be true or false", field="refresh")
-
-
 # ------------------------------------------------------------------ offerings and models
 
 
 def list_compute_offerings(call: Call) -> Response:
-    used = _used(call)
+    used = machines_used(call)
     data = [compute_offering_json(o, offering_quote(call, o, used)) for o in FORWARD_COMPUTE_OFFERINGS]
-    return _list(data, "/v1/spot/compute/offerings")
+    return list_answer(data, "/v1/spot/compute/offerings")
 
 
 def get_compute_offering(call: Call) -> Response:
@@ -361,11 +143,11 @@ def get_compute_offering(call: Call) -> Response:
     if offering is None:
         raise not_found("compute offering", call.path("id"))
     data = compute_offering_json(offering, offering_quote(call, offering)) | {"object": "compute_offering"}
-    return _single(data | {"data": data})
+    return single_answer(data | {"data": data})
 
 
 def list_volume_offerings(call: Call) -> Response:
-    return _list([volume_offering_json(o) for o in FORWARD_VOLUME_OFFERINGS], "/v1/spot/volumes/offerings")
+    return list_answer([volume_offering_json(o) for o in FORWARD_VOLUME_OFFERINGS], "/v1/spot/volumes/offerings")
 
 
 def get_volume_offering(call: Call) -> Response:
@@ -373,7 +155,7 @@ def get_volume_offering(call: Call) -> Response:
     if offering is None:
         raise not_found("volume offering", call.path("id"))
     data = volume_offering_json(offering) | {"object": "volume_offering"}
-    return _single(data | {"data": data})
+    return single_answer(data | {"data": data})
 
 
 def list_models(call: Call) -> Response:
@@ -386,28 +168,28 @@ def get_model(call: Call) -> Response:
     model = forward_model(call.path("model").rstrip("/"))
     if model is None:
         raise ApiError(404, Problem.NOT_FOUND, "Model not found", field="model")
-    return _single(model_json(model))
+    return single_answer(model_json(model))
 
 
 # ------------------------------------------------------------------ instances
 
 
 def list_instances(call: Call) -> Response:
-    at = _view_time(call, cached=True)
+    at = view_time(call, cached=True)
     data = [
         instance_json(r, at)
         for r in call.world.instances(API, call.tenant)
         if r.created_at <= at and r.phase(at) is not Phase.DELETED
     ]
-    return _list(data, "/v1/spot/instances")
+    return list_answer(data, "/v1/spot/instances")
 
 
 def get_instance(call: Call) -> Response:
-    at = _view_time(call, cached=not _refresh(call))
+    at = view_time(call, cached=not wants_refresh(call))
     record = call.world.instance(API, call.tenant, call.path("id"))
     if record is None or record.created_at > at:
         raise not_found("instance", call.path("id"))
-    return _single(instance_json(record, at))
+    return single_answer(instance_json(record, at))
 
 
 def create_instance(call: Call) -> Response:
@@ -471,7 +253,7 @@ def create_instance(call: Call) -> Response:
         delete_seconds=world.delete_seconds,
     )
     world.add(record)
-    return _single(instance_json(record, now), status_code=201)
+    return single_answer(instance_json(record, now), status_code=201)
 
 
 def delete_instance(call: Call) -> Response:
@@ -486,7 +268,7 @@ def delete_instance(call: Call) -> Response:
             call.faults.slow_delete if call.faults.slow_delete is not None else world.delete_seconds
         )
         world.changed(record)
-    return _single({"deleted": True, "id": record.id, "object": "spot.instance"})
+    return single_answer({"deleted": True, "id": record.id, "object": "spot.instance"})
 
 
 def restart_instance(call: Call) -> Response:
@@ -508,25 +290,25 @@ def restart_instance(call: Call) -> Response:
     record.ready_at = now + world.boot_seconds
     record.boot_outcome = BootOutcome.ACTIVE
     world.changed(record)
-    return _single(instance_json(record, now))
+    return single_answer(instance_json(record, now))
 
 
 # ------------------------------------------------------------------ volumes
 
 
 def list_volumes(call: Call) -> Response:
-    at = _view_time(call, cached=True)
+    at = view_time(call, cached=True)
     mounts = call.world.mounts(API, call.tenant, at)
     data = [volume_json(v, mounts.get(v.id)) for v in call.world.volumes(API, call.tenant) if v.live_at(at)]
-    return _list(data, "/v1/spot/volumes")
+    return list_answer(data, "/v1/spot/volumes")
 
 
 def get_volume(call: Call) -> Response:
-    at = _view_time(call, cached=not _refresh(call))
+    at = view_time(call, cached=not wants_refresh(call))
     record = call.world.volume(API, call.tenant, call.path("id"))
     if record is None or not record.live_at(at):
         raise not_found("volume", call.path("id"))
-    return _single(volume_json(record, call.world.mounted_by(API, call.tenant, record.id, at)))
+    return single_answer(volume_json(record, call.world.mounted_by(API, call.tenant, record.id, at)))
 
 
 def create_volume(call: Call) -> Response:
@@ -558,7 +340,7 @@ def create_volume(call: Call) -> Response:
         offering_id=offering.id,
     )
     world.add(record)
-    return _single(volume_json(record, None), status_code=201)
+    return single_answer(volume_json(record, None), status_code=201)
 
 
 def delete_volume(call: Call) -> Response:
@@ -577,16 +359,16 @@ def delete_volume(call: Call) -> Response:
         )
     record.deleted_at = now
     world.changed(record)
-    return _single({"id": record.id, "object": "spot.volume", "deleted": True})
+    return single_answer({"id": record.id, "object": "spot.volume", "deleted": True})
 
 
 # ------------------------------------------------------------------ ssh keys
 
 
 def list_ssh_keys(call: Call) -> Response:
-    at = _view_time(call, cached=True)
+    at = view_time(call, cached=True)
     data = [ssh_key_json(k) for k in call.world.ssh_keys(API, call.tenant) if k.live_at(at)]
-    return _list(data, "/v1/spot/ssh-keys")
+    return list_answer(data, "/v1/spot/ssh-keys")
 
 
 def create_ssh_key(call: Call) -> Response:
@@ -607,7 +389,7 @@ def create_ssh_key(call: Call) -> Response:
         provider_key_id=world.new_id("shadeform", "ssh_keys"),
     )
     world.add(record)
-    return _single(ssh_key_json(record), status_code=201)
+    return single_answer(ssh_key_json(record), status_code=201)
 
 
 def delete_ssh_key(call: Call) -> Response:
@@ -621,7 +403,7 @@ def delete_ssh_key(call: Call) -> Response:
         raise ApiError(409, Problem.CONFLICT, f"ssh key {record.id} is in use by instance {user}", field="id")
     record.deleted_at = now
     world.changed(record)
-    return _single({"id": record.id, "object": "spot.ssh_key", "deleted": True})
+    return single_answer({"id": record.id, "object": "spot.ssh_key", "deleted": True})
 
 
 def _op(kind: str, verb: str) -> Operation:
