@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import struct
 from datetime import datetime
@@ -12,17 +11,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-PUBLIC_KEY_TYPES = frozenset(
-    {
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    }
-)
+from reconciler.public_keys import KeyFault, key_line_problem
+
 MAX_NAME_LENGTH = 255
 
 
@@ -57,24 +47,20 @@ def public_key_problem(text: str) -> str | None:
     """Why `text` is not an OpenSSH public key line, or None if it is one.
 
     The base64 body must decode and name the same key type as the line, which is what
-    real providers check; a pasted private key or a truncated line fails.
+    real providers check; a pasted private key or a truncated line fails. The messages are
+    the emulated APIs' own.
     """
-    parts = text.strip().split()
-    if len(parts) < 2:
-        return "must look like '<type> <base64 key> [comment]', e.g. 'ssh-ed25519 AAAA... me@host'"
-    key_type, body = parts[0], parts[1]
-    if key_type not in PUBLIC_KEY_TYPES:
-        return f"unsupported key type {key_type!r} (use ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521)"
-    try:
-        blob = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return "key body is not valid base64"
-    if len(blob) < 4:
-        return "key body is too short"
-    (length,) = struct.unpack(">I", blob[:4])
-    if blob[4 : 4 + length] != key_type.encode():
-        return f"key body does not hold a {key_type} key"
-    return None
+    problem = key_line_problem(text)
+    if problem is None:
+        return None
+    key_type = problem.key_type
+    return {
+        KeyFault.SHAPE: "must look like '<type> <base64 key> [comment]', e.g. 'ssh-ed25519 AAAA... me@host'",
+        KeyFault.TYPE: f"unsupported key type {key_type!r} (use ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521)",
+        KeyFault.BASE64: "key body is not valid base64",
+        KeyFault.SHORT: "key body is too short",
+        KeyFault.BODY: f"key body does not hold a {key_type} key",
+    }[problem.fault]
 
 
 def example_public_key(label: str, key_type: str = "ssh-ed25519") -> str:
