@@ -8,8 +8,10 @@ routes, request bodies and how answers become `LiveResource`s and `Offering`s.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +48,17 @@ def status_in(status_map: Mapping[str, Status], value: Any) -> Status:
     return status_map.get(str(value).lower(), Status.UNKNOWN) if value is not None else Status.UNKNOWN
 
 
+def normalised_computed(
+    computed: dict[str, Any], status_map: Mapping[str, Status], price: Callable[[Any], float | None]
+) -> dict[str, Any]:
+    """Reported values in reconciler's terms: the price in dollars, the status as the shared enum's."""
+    if "hourly_price" in computed:
+        computed["hourly_price"] = price(computed["hourly_price"])
+    if "status" in computed:
+        computed["status"] = status_in(status_map, computed["status"]).value
+    return computed
+
+
 @dataclass(frozen=True)
 class ApiAccess:
     """Where one API lives and how a client authenticates to it."""
@@ -57,7 +70,7 @@ class ApiAccess:
     is_capacity_error: CapacityTest
 
 
-class HttpProvider:
+class HttpProvider(ABC):
     """The Provider protocol's shared half; subclasses set `name`, `ACCESS` and `LIMITS`."""
 
     name: str
@@ -90,6 +103,8 @@ class HttpProvider:
             clock=clock,
         )
         self.calls = self.api.calls
+        self._volume_offerings: builtins.list[VolumeOffering] | None = None
+        self._volume_offerings_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.api!r})"
@@ -104,6 +119,16 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+    @abstractmethod
+    async def volume_offerings(self) -> builtins.list[VolumeOffering]: ...
+
+    async def _known_volume_offerings(self) -> builtins.list[VolumeOffering]:
+        """`volume_offerings()`, asked once per client: concurrent first reads share one fetch."""
+        async with self._volume_offerings_lock:
+            if self._volume_offerings is None:
+                self._volume_offerings = await self.volume_offerings()
+            return self._volume_offerings
 
     async def _delete(self, method: str, route: str, kind: Kind, id: str) -> None:
         """Delete; a resource already gone counts as deleted, one still in use is retryable."""

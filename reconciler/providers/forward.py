@@ -26,22 +26,16 @@ passes), else the real API. Ownership markers are name suffixes on every kind.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import time
 from typing import Any
-
-import httpx
 
 from reconciler.errors import NotFoundError, ProviderError
 from reconciler.limits import FORWARD_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
-from reconciler.providers.adapter import STATUS_MAP, ApiAccess, HttpProvider, status_in
-from reconciler.providers.base import ProviderSettings, join_name_marker, offering_hardware, split_name_marker
+from reconciler.providers.adapter import STATUS_MAP, ApiAccess, HttpProvider, normalised_computed, status_in
+from reconciler.providers.base import join_name_marker, offering_hardware, split_name_marker
 from reconciler.providers.http import (
     ApiErrorBody,
-    Clock,
-    Sleep,
     envs_from_api,
     envs_to_api,
     parse_decimal,
@@ -91,11 +85,7 @@ def _computed(kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
         for name, field in _COMPUTED_FIELDS[kind].items()
         if item.get(field) not in (None, "")
     }
-    if "hourly_price" in computed:
-        computed["hourly_price"] = parse_decimal(computed["hourly_price"])
-    if "status" in computed:
-        computed["status"] = status_from_api(computed["status"]).value
-    return computed
+    return normalised_computed(computed, STATUS_MAP, parse_decimal)
 
 
 def status_from_api(value: Any) -> Status:
@@ -121,26 +111,13 @@ class ForwardProvider(HttpProvider):
     ACCESS = ApiAccess(DEFAULT_BASE_URL, AUTH_HEADER, AUTH_SCHEME, API_KEY_ENV_VAR, is_capacity_error)
     LIMITS = FORWARD_LIMITS
 
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        super().__init__(settings, transport, sleep=sleep, clock=clock)
-        # Anything but the in-process emulator (the real API, a staging URL, a proxy, a served
-        # emulator) may serve lists from a cache: unless told otherwise, allow for it.
-        self._cached_lists = not settings.embedded
-        self._volume_offerings: builtins.list[VolumeOffering] | None = None
-        self._volume_offerings_lock = asyncio.Lock()
-
     @property
     def list_consistency_seconds(self) -> float:
         """How long Forward's cached lists may lag a write."""
         configured = self.settings.list_consistency_seconds
-        if self._cached_lists and configured <= 0:
+        # Anything but the in-process emulator (the real API, a staging URL, a proxy, a served
+        # emulator) may serve lists from a cache: unless told otherwise, allow for it.
+        if not self.settings.embedded and configured <= 0:
             return REAL_API_LIST_CONSISTENCY_SECONDS
         return configured
 
@@ -196,12 +173,11 @@ class ForwardProvider(HttpProvider):
 
     async def _volume_offering_id(self, spec: dict[str, Any]) -> str:
         """The volume offering a volume is created from: the cheapest in its region (and cloud)."""
-        async with self._volume_offerings_lock:
-            if self._volume_offerings is None:
-                self._volume_offerings = await self.volume_offerings()
         region, cloud = spec.get("region"), spec.get("cloud")
         candidates = [
-            o for o in self._volume_offerings if o.region == region and (not cloud or o.cloud == cloud)
+            o
+            for o in await self._known_volume_offerings()
+            if o.region == region and (not cloud or o.cloud == cloud)
         ]
         if not candidates:
             where = f"{cloud} {region}" if cloud else f"region {region}"

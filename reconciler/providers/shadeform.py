@@ -26,21 +26,16 @@ import asyncio
 import base64
 import binascii
 import builtins
-import time
 from typing import Any
-
-import httpx
 
 from reconciler.errors import NotFoundError
 from reconciler.limits import SHADEFORM_LIMITS
 from reconciler.model import CreatedResource, Kind, LiveResource, Offering, Status, VolumeOffering
 from reconciler.providers.adapter import STATUS_MAP as SHARED_STATUS_MAP
-from reconciler.providers.adapter import ApiAccess, HttpProvider, status_in
-from reconciler.providers.base import ProviderSettings, join_name_marker, offering_hardware, split_name_marker
+from reconciler.providers.adapter import ApiAccess, HttpProvider, normalised_computed, status_in
+from reconciler.providers.base import join_name_marker, offering_hardware, split_name_marker
 from reconciler.providers.http import (
     ApiErrorBody,
-    Clock,
-    Sleep,
     envs_from_api,
     envs_to_api,
     parse_decimal,
@@ -101,12 +96,7 @@ def _reported(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _instance_computed(item: dict[str, Any]) -> dict[str, Any]:
-    computed = _reported(item, INSTANCE_COMPUTED)
-    if "hourly_price" in computed:
-        computed["hourly_price"] = _dollars_from_cents(computed["hourly_price"])
-    if "status" in computed:
-        computed["status"] = status_from_api(computed["status"]).value
-    return computed
+    return normalised_computed(_reported(item, INSTANCE_COMPUTED), STATUS_MAP, _dollars_from_cents)
 
 
 def status_from_api(value: Any) -> Status:
@@ -195,18 +185,6 @@ class ShadeformProvider(HttpProvider):
     ACCESS = ApiAccess(DEFAULT_BASE_URL, API_KEY_HEADER, "", API_KEY_ENV_VAR, is_capacity_error)
     LIMITS = SHADEFORM_LIMITS
 
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        super().__init__(settings, transport, sleep=sleep, clock=clock)
-        self._volume_prices: dict[tuple[str, str], float] | None = None
-        self._volume_prices_lock = asyncio.Lock()
-
     async def list(self, kind: Kind) -> builtins.list[LiveResource]:
         if kind is Kind.VOLUME:
             data, prices = await self._volumes_with_prices()
@@ -284,12 +262,7 @@ class ShadeformProvider(HttpProvider):
         return await listing, prices
 
     async def _volume_price_table(self) -> dict[tuple[str, str], float]:
-        async with self._volume_prices_lock:  # concurrent first reads share one fetch
-            if self._volume_prices is None:
-                self._volume_prices = {
-                    (o.cloud, o.region): o.price_per_gb_hour for o in await self.volume_offerings()
-                }
-            return self._volume_prices
+        return {(o.cloud, o.region): o.price_per_gb_hour for o in await self._known_volume_offerings()}
 
     def _create_body(self, kind: Kind, spec: dict[str, Any], marker: str) -> dict[str, Any]:
         if kind is Kind.SSH_KEY:
@@ -326,44 +299,36 @@ class ShadeformProvider(HttpProvider):
         if kind is Kind.INSTANCE:
             return self._instance_to_live(item)
         name, marker = split_name_marker(str(item.get("name", "")))
+        attributes: dict[str, Any] = {"name": name}
+        hourly_price: float | None = None
         if kind is Kind.SSH_KEY:
-            return LiveResource(
-                provider=self.name,
-                kind=kind,
-                id=str(item.get("id", "")),
-                name=name,
-                status=status_from_api(item["status"]) if "status" in item else Status.ACTIVE,
-                attributes={
-                    "name": name,
-                    "public_key": item.get("public_key"),
-                    "is_default": item.get("is_default"),
-                },
-                marker=marker,
-                computed=_reported(item, ("id",)),
+            attributes.update(public_key=item.get("public_key"), is_default=item.get("is_default"))
+            computed = _reported(item, ("id",))
+        else:
+            cloud, region = str(item.get("cloud", "")), str(item.get("region", ""))
+            size = item.get("size_in_gb")
+            attributes.update(
+                cloud=cloud,
+                region=region,
+                size_gb=size,
+                fixed_size=item.get("fixed_size"),
+                supports_multi_mount=item.get("supports_multi_mount"),
+                mounted_by=item.get("mounted_by") or None,
             )
-        cloud, region = str(item.get("cloud", "")), str(item.get("region", ""))
-        size = item.get("size_in_gb")
-        price_per_gb = volume_prices.get((cloud, region))
+            price_per_gb = volume_prices.get((cloud, region))
+            if price_per_gb is not None and size is not None:
+                hourly_price = price_per_gb * float(size)
+            computed = _reported(item, VOLUME_COMPUTED)
         return LiveResource(
             provider=self.name,
             kind=kind,
             id=str(item.get("id", "")),
             name=name,
             status=status_from_api(item["status"]) if "status" in item else Status.ACTIVE,
-            attributes={
-                "name": name,
-                "cloud": cloud,
-                "region": region,
-                "size_gb": size,
-                "fixed_size": item.get("fixed_size"),
-                "supports_multi_mount": item.get("supports_multi_mount"),
-                "mounted_by": item.get("mounted_by") or None,
-            },
+            attributes=attributes,
             marker=marker,
-            hourly_price=price_per_gb * float(size)
-            if price_per_gb is not None and size is not None
-            else None,
-            computed=_reported(item, VOLUME_COMPUTED),
+            hourly_price=hourly_price,
+            computed=computed,
         )
 
     def _instance_to_live(self, item: dict[str, Any]) -> LiveResource:
