@@ -51,83 +51,86 @@ def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_control_app(runtime: EmulatorRuntime) -> Starlette:
-    """The control API over one runtime (and its world)."""
-    world = runtime.world
+class _Control:
+    """The control API's handlers over one runtime (and its world)."""
 
-    async def ledger(request: Request) -> Response:
-        entries = world.ledger(api=request.query_params.get("api"), tenant=request.query_params.get("tenant"))
+    def __init__(self, runtime: EmulatorRuntime) -> None:
+        self.runtime = runtime
+        self.world = runtime.world
+
+    async def ledger(self, request: Request) -> Response:
+        query = request.query_params
+        entries = self.world.ledger(api=query.get("api"), tenant=query.get("tenant"))
         return JSONResponse({"ledger": [entry.model_dump() for entry in entries], "count": len(entries)})
 
-    def faults_state() -> dict[str, Any]:
-        config = runtime.faults.config
+    def faults_state(self) -> dict[str, Any]:
+        faults = self.runtime.faults
         return {
-            "spec": config.to_spec(),
-            "seed": config.seed,
-            "rules": [rule.model_dump(mode="json") for rule in config.rules],
-            "counters": runtime.faults.counters(),
+            "spec": faults.config.to_spec(),
+            "seed": faults.config.seed,
+            "rules": [rule.model_dump(mode="json") for rule in faults.config.rules],
+            "counters": faults.counters(),
         }
 
-    async def get_faults(request: Request) -> Response:
-        return JSONResponse(faults_state())
+    async def get_faults(self, request: Request) -> Response:
+        return JSONResponse(self.faults_state())
 
-    async def put_faults(request: Request) -> Response:
+    async def put_faults(self, request: Request) -> Response:
         body = await _body(request)
         spec = body.get("spec", "")
-        seed = body.get("seed", runtime.faults.config.seed)
+        seed = body.get("seed", self.runtime.faults.config.seed)
         if not isinstance(spec, str) or not isinstance(seed, int):
             return _error("spec must be a string and seed an integer")
         try:
-            runtime.faults.configure(FaultConfig.parse(spec, seed))
+            self.runtime.faults.configure(FaultConfig.parse(spec, seed))
         except FaultSpecError as exc:
             return _error(str(exc))
-        return JSONResponse(faults_state())
+        return JSONResponse(self.faults_state())
 
-    async def get_hold(request: Request) -> Response:
-        return JSONResponse(runtime.gate.status())
+    async def get_hold(self, request: Request) -> Response:
+        return JSONResponse(self.runtime.gate.status())
 
-    async def arm_hold(request: Request) -> Response:
+    async def arm_hold(self, request: Request) -> Response:
         body = await _body(request)
         after_writes = body.get("after_writes", 1)
         phase = body.get("phase", "before")
         if not isinstance(after_writes, int) or not isinstance(phase, str):
             return _error("after_writes must be an integer and phase a string")
         try:
-            runtime.gate.arm(after_writes, phase)
+            self.runtime.gate.arm(after_writes, phase)
         except ValueError as exc:
             return _error(str(exc))
-        return JSONResponse(runtime.gate.status())
+        return JSONResponse(self.runtime.gate.status())
 
-    async def release(request: Request) -> Response:
-        released = runtime.gate.release()
-        return JSONResponse({"released": released} | runtime.gate.status())
+    async def release(self, request: Request) -> Response:
+        released = self.runtime.gate.release()
+        return JSONResponse({"released": released} | self.runtime.gate.status())
 
-    def clock_state() -> dict[str, Any]:
-        now = world.now()
+    def clock_state(self) -> dict[str, Any]:
+        now = self.world.now()
         return {"now": iso_time(now), "timestamp": now}
 
-    async def get_clock(request: Request) -> Response:
-        return JSONResponse(clock_state())
+    async def get_clock(self, request: Request) -> Response:
+        return JSONResponse(self.clock_state())
 
-    async def advance_clock(request: Request) -> Response:
+    async def advance_clock(self, request: Request) -> Response:
         body = await _body(request)
         seconds = body.get("advance_seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
             return _error("advance_seconds must be a number >= 0")
-        world.clock.advance(float(seconds))
-        return JSONResponse(clock_state())
+        self.world.clock.advance(float(seconds))
+        return JSONResponse(self.clock_state())
 
-    async def get_stats(request: Request) -> Response:
-        return JSONResponse(runtime.traffic.snapshot())
+    async def stats(self, request: Request) -> Response:
+        """GET reads the request counts; DELETE resets them first."""
+        if request.method == "DELETE":
+            self.runtime.traffic.reset()
+        return JSONResponse(self.runtime.traffic.snapshot())
 
-    async def reset_stats(request: Request) -> Response:
-        runtime.traffic.reset()
-        return JSONResponse(runtime.traffic.snapshot())
+    async def get_market(self, request: Request) -> Response:
+        return JSONResponse(self.runtime.market.describe(self.world.now()))
 
-    async def get_market(request: Request) -> Response:
-        return JSONResponse(runtime.market.describe(world.now()))
-
-    async def put_market(request: Request) -> Response:
+    async def put_market(self, request: Request) -> Response:
         body = await _body(request)
         try:
             config = MarketConfig.model_validate(body)
@@ -135,28 +138,34 @@ def build_control_app(runtime: EmulatorRuntime) -> Starlette:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(body)"
             return _error(f"{where}: {first['msg']}")
-        runtime.market.configure(config, world.now())
-        return JSONResponse(runtime.market.describe(world.now()))
+        self.runtime.market.configure(config, self.world.now())
+        return JSONResponse(self.runtime.market.describe(self.world.now()))
 
-    async def bad_request(request: Request, exc: Exception) -> Response:
-        return _error(str(exc))
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return _error(f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'error')}", status)
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    return _error(str(exc))
 
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return _error(f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'error')}", status)
+
+
+def build_control_app(runtime: EmulatorRuntime) -> Starlette:
+    """The control API over one runtime (and its world)."""
+    control = _Control(runtime)
     routes = [
-        Route("/ledger", ledger, methods=["GET"]),
-        Route("/faults", get_faults, methods=["GET"]),
-        Route("/faults", put_faults, methods=["PUT"]),
-        Route("/hold", get_hold, methods=["GET"]),
-        Route("/hold", arm_hold, methods=["POST"]),
-        Route("/release", release, methods=["POST"]),
-        Route("/clock", get_clock, methods=["GET"]),
-        Route("/clock", advance_clock, methods=["POST"]),
-        Route("/stats", get_stats, methods=["GET"]),
-        Route("/stats", reset_stats, methods=["DELETE"]),
-        Route("/market", get_market, methods=["GET"]),
-        Route("/market", put_market, methods=["PUT"]),
+        Route("/ledger", control.ledger, methods=["GET"]),
+        Route("/faults", control.get_faults, methods=["GET"]),
+        Route("/faults", control.put_faults, methods=["PUT"]),
+        Route("/hold", control.get_hold, methods=["GET"]),
+        Route("/hold", control.arm_hold, methods=["POST"]),
+        Route("/release", control.release, methods=["POST"]),
+        Route("/clock", control.get_clock, methods=["GET"]),
+        Route("/clock", control.advance_clock, methods=["POST"]),
+        Route("/stats", control.stats, methods=["GET"]),
+        Route("/stats", control.stats, methods=["DELETE"]),
+        Route("/market", control.get_market, methods=["GET"]),
+        Route("/market", control.put_market, methods=["PUT"]),
     ]
-    return Starlette(routes=routes, exception_handlers={_BadRequest: bad_request, HTTPException: http_error})
+    return Starlette(routes=routes, exception_handlers={_BadRequest: _bad_request, HTTPException: _http_error})
