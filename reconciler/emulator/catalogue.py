@@ -128,11 +128,17 @@ class ShadeformPlacement:
 
 
 @dataclass(frozen=True)
-class _ShadeformCloud:
+class _Seller:
+    """Who sells machines in a catalogue: a Shadeform cloud, a Forward provider."""
+
     name: str
     regions: tuple[str, ...]
     gpus: tuple[str, ...]
     price_factor: float
+
+
+@dataclass(frozen=True)
+class _ShadeformCloud(_Seller):
     instance_type_format: str
     spot: bool
     volume_multi_mount: bool
@@ -368,11 +374,7 @@ class ForwardModel:
 
 
 @dataclass(frozen=True)
-class _ForwardProvider:
-    name: str
-    regions: tuple[str, ...]
-    gpus: tuple[str, ...]
-    price_factor: float
+class _ForwardProvider(_Seller):
     volume_price_per_gb_per_hour: str
     volume_multi_mount: bool
 
