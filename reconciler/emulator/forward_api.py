@@ -55,6 +55,7 @@ from reconciler.emulator.catalogue import (
     FORWARD_MODELS,
     FORWARD_PROVIDERS,
     FORWARD_VOLUME_OFFERINGS,
+    ForwardComputeOffering,
     forward_compute_offering,
     forward_model,
     forward_volume_offering,
@@ -78,6 +79,7 @@ from reconciler.emulator.forward_wire import (
     volume_offering_json,
     wants_refresh,
 )
+from reconciler.emulator.mounts import MountFault, delete_unmounted, mount_problem
 from reconciler.emulator.records import (
     BootOutcome,
     InstanceRecord,
@@ -206,21 +208,7 @@ def create_instance(call: Call) -> Response:
         key = world.ssh_key(API, call.tenant, body.ssh_key_id)
         if key is None or not key.live_at(now):
             raise invalid(f"ssh key {body.ssh_key_id} not found", field="ssh_key_id")
-    mounts = {v: m for v in body.volume_ids if (m := world.mounted_by(API, call.tenant, v, now))}
-    for volume_id in body.volume_ids:
-        volume = world.volume(API, call.tenant, volume_id)
-        if volume is None or not volume.live_at(now):
-            raise invalid(f"volume {volume_id} not found", field="volume_ids")
-        if (volume.cloud, volume.region) != (offering.provider, offering.region):
-            raise invalid(
-                f"volume {volume_id} is at {volume.cloud} {volume.region}; "
-                f"the offering is at {offering.provider} {offering.region}",
-                field="volume_ids",
-            )
-        if volume_id in mounts and not volume.supports_multi_mount:
-            raise invalid(
-                f"volume {volume_id} is mounted by instance {mounts[volume_id]}", field="volume_ids"
-            )
+    _check_mounts(call, body.volume_ids, offering, now)
     quote = offering_quote(call, offering)
     if not quote.available or call.faults.capacity:
         raise ApiError(
@@ -254,6 +242,23 @@ def create_instance(call: Call) -> Response:
     )
     world.add(record)
     return single_answer(instance_json(record, now), status_code=201)
+
+
+def _check_mounts(call: Call, volume_ids: list[str], offering: ForwardComputeOffering, now: float) -> None:
+    place = (offering.provider, offering.region)
+    problem = mount_problem(call.world, API, call.tenant, volume_ids, place, now)
+    if problem is None:
+        return
+    volume_id, volume = problem.volume_id, problem.volume
+    if problem.fault is MountFault.MISSING or volume is None:
+        raise invalid(f"volume {volume_id} not found", field="volume_ids")
+    if problem.fault is MountFault.ELSEWHERE:
+        raise invalid(
+            f"volume {volume_id} is at {volume.cloud} {volume.region}; "
+            f"the offering is at {offering.provider} {offering.region}",
+            field="volume_ids",
+        )
+    raise invalid(f"volume {volume_id} is mounted by instance {problem.mounted_by}", field="volume_ids")
 
 
 def delete_instance(call: Call) -> Response:
@@ -349,16 +354,7 @@ def delete_volume(call: Call) -> Response:
     record = world.volume(API, call.tenant, call.path("id"))
     if record is None or not record.live_at(now):
         raise not_found("volume", call.path("id"))
-    mounted_by = world.mounted_by(API, call.tenant, record.id, now)
-    if mounted_by is not None:
-        raise ApiError(
-            409,
-            Problem.CONFLICT,
-            f"volume {record.id} is mounted by instance {mounted_by}; delete the instance first",
-            field="id",
-        )
-    record.deleted_at = now
-    world.changed(record)
+    delete_unmounted(world, call.tenant, record, now, field="id")
     return single_answer({"id": record.id, "object": "spot.volume", "deleted": True})
 
 

@@ -45,6 +45,7 @@ from reconciler.emulator.catalogue import (
     shadeform_volume_type,
 )
 from reconciler.emulator.faults import Operation
+from reconciler.emulator.mounts import MountFault, delete_unmounted, mount_problem
 from reconciler.emulator.records import BootOutcome, InstanceRecord, Phase, SshKeyRecord, VolumeRecord
 from reconciler.emulator.runtime import (
     ApiError,
@@ -274,24 +275,24 @@ def _next_ip(world: World) -> str:
 def _check_volumes(world: World, tenant: str, body: CreateInstanceBody, now: float) -> None:
     if len(body.volume_ids) > 1:
         raise invalid("an instance mounts at most one volume", field="volume_ids")
-    mounts = {v: m for v in body.volume_ids if (m := world.mounted_by(API, tenant, v, now))}
-    for volume_id in body.volume_ids:
-        volume = world.volume(API, tenant, volume_id)
-        if volume is None or not volume.live_at(now):
-            raise invalid(f"volume {volume_id} not found", field="volume_ids")
-        if (volume.cloud, volume.region) != (body.cloud, body.region):
-            raise invalid(
-                f"volume {volume_id} is in {volume.cloud} {volume.region}; "
-                f"the instance is in {body.cloud} {body.region}",
-                field="volume_ids",
-            )
-        if volume_id in mounts and not volume.supports_multi_mount:
-            raise ApiError(
-                409,
-                Problem.CONFLICT,
-                f"volume {volume_id} is mounted by instance {mounts[volume_id]}",
-                code="VOLUME_IN_USE",
-            )
+    problem = mount_problem(world, API, tenant, body.volume_ids, (body.cloud, body.region), now)
+    if problem is None:
+        return
+    volume_id, volume = problem.volume_id, problem.volume
+    if problem.fault is MountFault.MISSING or volume is None:
+        raise invalid(f"volume {volume_id} not found", field="volume_ids")
+    if problem.fault is MountFault.ELSEWHERE:
+        raise invalid(
+            f"volume {volume_id} is in {volume.cloud} {volume.region}; "
+            f"the instance is in {body.cloud} {body.region}",
+            field="volume_ids",
+        )
+    raise ApiError(
+        409,
+        Problem.CONFLICT,
+        f"volume {volume_id} is mounted by instance {problem.mounted_by}",
+        code="VOLUME_IN_USE",
+    )
 
 
 def instance_info(call: Call) -> Response:
@@ -427,18 +428,7 @@ def volume_info(call: Call) -> Response:
 
 def delete_volume(call: Call) -> Response:
     record = _live_volume(call)
-    world = call.world
-    now = world.now()
-    mounted_by = world.mounted_by(API, call.tenant, record.id, now)
-    if mounted_by is not None:
-        raise ApiError(
-            409,
-            Problem.CONFLICT,
-            f"volume {record.id} is mounted by instance {mounted_by}; delete the instance first",
-            code="VOLUME_MOUNTED",
-        )
-    record.deleted_at = now
-    world.changed(record)
+    delete_unmounted(call.world, call.tenant, record, call.world.now(), code="VOLUME_MOUNTED")
     return Response(status_code=200)
 
 
