@@ -26,7 +26,7 @@ from reconciler.emulator.faults import FaultConfig, FaultSpecError
 from reconciler.emulator.market import MarketSpecError, parse_market
 from reconciler.emulator.runtime import ConnectionDropped, EmulatorRuntime
 from reconciler.emulator.sandbox import Sandbox
-from reconciler.emulator.server import build_server_app
+from reconciler.emulator.server import api_names, build_server_app
 from reconciler.emulator.storage import SandboxError
 from reconciler.emulator.world import World
 
@@ -176,6 +176,7 @@ def serve(
             )
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from None
+    api_names()  # every emulated API loaded before the runtime starts: market moments count from then
     runtime = EmulatorRuntime(
         world,
         faults=fault_config,

@@ -114,6 +114,9 @@ class EmbeddedCloud:
         """Load the sandbox (or start an empty world) and build every API."""
         if self._runtime is not None:
             return
+        # Load every emulated API before the runtime starts: market moments count from then,
+        # and the first request must not wait for an import.
+        apis = api_names()
         if self.sandbox_path is not None:
             self._sandbox = Sandbox(self.sandbox_path, lock_timeout=self._lock_timeout)
             world = self._sandbox.open(
@@ -137,7 +140,7 @@ class EmbeddedCloud:
             in_process=True,
             market=self._market,
         )
-        self._apps = {api: build_api_app(self._runtime, api) for api in api_names()}
+        self._apps = {api: build_api_app(self._runtime, api) for api in apis}
 
     def close(self) -> None:
         """Persist the journal as a snapshot and release the sandbox."""
