@@ -592,10 +592,6 @@ def config_json_schema() -> dict[str, Any]:
     interpolation happens before validation and keeps the expression's type.
     """
     schema = copy.deepcopy(config_document_model().model_json_schema(by_alias=True))
-    specs = provider_specs().values()
-    schema["$defs"]["ProviderBlock"]["properties"]["api_key"]["description"] = (
-        "API key; default from " + " / ".join(spec.api_key_env_var for spec in specs)
-    )
     # One SSH key model serves every provider: its `provider` is any registered name.
     schema["$defs"]["SshKeyBlock"]["properties"]["provider"] = {
         "enum": list(provider_names()),
