@@ -22,6 +22,9 @@ from reconciler.errors import CapacityError, CreateOutcomeUnknown, ProviderError
 from reconciler.failover import BootFailure, CapacityRefused, NoCapacityError, attempt_of, no_capacity
 from reconciler.model import (
     CREATE_TIMED_OUT,
+    GONE_STATUSES,
+    SSH_KEY_REFERENCE,
+    VOLUMES_REFERENCE,
     Action,
     Change,
     Kind,
@@ -310,10 +313,10 @@ class Applier:
         after = dict(change.after or {})
         after.pop("offering", None)
         after.pop("expiry", None)  # reconciler's own: Shadeform gets it as auto_delete
-        ssh_key = after.pop("ssh_key", None)
+        ssh_key = after.pop(SSH_KEY_REFERENCE, None)
         if ssh_key is not None:
             after["ssh_key_id"] = self._id_of(ssh_key, change)
-        volumes = after.pop("volumes", None)
+        volumes = after.pop(VOLUMES_REFERENCE, None)
         if volumes is not None:
             after["volume_ids"] = [self._id_of(v, change) for v in volumes]
         return after
@@ -450,7 +453,7 @@ class Applier:
                 if (
                     res.marker == marker
                     and res.id not in tracked
-                    and res.status not in (Status.DELETED, Status.DELETING)
+                    and res.status not in GONE_STATUSES
                 ):
                     return res
             if self.clock() >= deadline:

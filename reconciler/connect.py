@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.errors import ReconcilerError
-from reconciler.model import Address, Kind, Status
+from reconciler.model import SSH_KEY_REFERENCE, Address, Kind, Status
 from reconciler.state.model import ResourceState, StateDocument
 
 DEFAULT_SSH_PORT = 22
@@ -45,7 +45,7 @@ def _not_ready_reason(held: ResourceState) -> str | None:
 
 
 def _target(address: Address, held: ResourceState, private_keys: Mapping[Address, str]) -> SshTarget:
-    key_address = held.attributes.get("ssh_key")
+    key_address = held.attributes.get(SSH_KEY_REFERENCE)
     identity = private_keys.get(Address.parse(key_address)) if isinstance(key_address, str) else None
     port = held.computed.get("ssh_port")
     return SshTarget(

@@ -13,10 +13,10 @@ from typing import Any
 
 from rich.table import Table
 
-from reconciler.model import HOURS_PER_MONTH, Address, Kind, Status
+from reconciler.model import GONE_STATUSES, HOURS_PER_MONTH, Address, Kind, Status
 from reconciler.planner import LiveView
-from reconciler.planner_passes import GONE_STATUSES
 from reconciler.state.model import StateDocument
+from reconciler.timestamps import parse_timestamp
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,8 @@ class CostReport:
 
 
 def _elapsed_hours(created_at: str | None, now: datetime) -> float | None:
-    if not created_at:
-        return None
-    try:
-        started = datetime.fromisoformat(created_at)
-    except ValueError:
+    started = parse_timestamp(created_at)
+    if started is None:
         return None
     return max(0.0, (now - started).total_seconds() / 3600)
 

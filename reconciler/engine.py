@@ -25,7 +25,7 @@ from reconciler.config import Config
 from reconciler.cost_report import CostReport, cost_report
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
-from reconciler.model import Address, Kind, LiveResource, Offering, OfferingRequest, Output, Plan
+from reconciler.model import GONE_STATUSES, Address, Kind, LiveResource, Offering, OfferingRequest, Output, Plan
 from reconciler.outputs import outputs_after_apply, plan_outputs
 from reconciler.planner import (
     LiveView,
@@ -45,6 +45,7 @@ from reconciler.selection import matches
 from reconciler.state.backend import StateBackend
 from reconciler.state.ledger import StateLedger
 from reconciler.state.model import StateDocument
+from reconciler.timestamps import parse_timestamp
 from reconciler.workspace import Workspace
 
 EMBEDDED_API_KEY = "embedded-sandbox"
@@ -239,23 +240,13 @@ async def read_unlisted(
             resources[(provider_name, kind)][id] = found
             continue
         window = providers[provider_name].list_consistency_seconds
-        created = _parse_time(created_at)
+        created = parse_timestamp(created_at)
         if created is not None and (now - created).total_seconds() < window:
             too_young.append(
                 f"{address}: {id}, created {(now - created).total_seconds():.1f}s ago, "
                 f"is not listed by {provider_name} yet (its lists may lag {window:g}s)"
             )
     return replace(live, resources=resources), tuple(too_young)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 async def settle_pending(
@@ -470,7 +461,7 @@ async def import_resource(
     if id in tracked:
         raise ReconcilerError(f"import {address}: {id} is already tracked as {tracked[id]}")
     observed = await providers[res.provider].get(address.kind, id)
-    if observed is None or observed.status.value in ("deleted", "deleting"):
+    if observed is None or observed.status in GONE_STATUSES:
         raise ReconcilerError(f"import {address}: {res.provider} has no live {address.kind.singular} {id}")
     new = doc.model_copy(deep=True)
     new.resources[str(address)] = imported_resource(res, observed, doc.lineage)

@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.provider_spec import find_provider
 from reconciler.state.model import ResourceState
+from reconciler.timestamps import parse_timestamp
 
 EXPIRY_KEY = "expiry"
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
@@ -27,13 +28,6 @@ def parse_duration(text: str) -> timedelta | None:
     if match is None or int(match.group(1)) == 0:
         return None
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def _time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
 
 
 def _iso(moment: datetime) -> str:
@@ -55,7 +49,7 @@ def with_deadline(
         expiry["deadline"] = held["deadline"]
     elif (duration := parse_duration(str(expiry.get("after")))) is not None:
         # Counted from the create: from state's record of it, else from this plan.
-        created = _time(prior.created_at) if prior is not None and prior.created_at else None
+        created = parse_timestamp(prior.created_at) if prior is not None and prior.created_at else None
         start = created or now
         if start is not None:
             expiry["deadline"] = _iso(start + duration)
@@ -73,14 +67,14 @@ def expired(attrs: dict[str, Any], prior: ResourceState | None, now: datetime | 
     expiry = attrs.get(EXPIRY_KEY)
     if now is None or not isinstance(expiry, dict):
         return None
-    deadline = _time(expiry.get("deadline"))
+    deadline = parse_timestamp(expiry.get("deadline"))
     if deadline is not None and now >= deadline:
         given = f"expires_at {expiry['at']}" if "at" in expiry else f"expires_after: {expiry.get('after')}"
         return f"expired at {expiry['deadline']} ({given})"
     max_spend = expiry.get("max_spend")
     if prior is None or max_spend is None or not prior.hourly_price or not prior.created_at:
         return None
-    started = _time(prior.created_at)
+    started = parse_timestamp(prior.created_at)
     if started is None:
         return None
     spent = (now - started).total_seconds() / 3600 * prior.hourly_price

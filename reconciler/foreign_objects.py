@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from reconciler.model import Action, Change, ForeignObject, Status, marker_belongs_to, marker_lineage
+from reconciler.model import GONE_STATUSES, Action, Change, ForeignObject, marker_belongs_to, marker_lineage
 from reconciler.state.model import StateDocument
 
 if TYPE_CHECKING:
     from reconciler.planner import LiveView
 
 ALLOW_FLAG = "--allow-foreign-objects"
-_GONE = (Status.DELETING, Status.DELETED)
 
 
 def state_is_new(doc: StateDocument) -> bool:
@@ -40,7 +39,7 @@ def find_foreign_objects(changes: Iterable[Change], doc: StateDocument, live: Li
         for res in by_id.values():
             address = wanted.get((provider, kind, res.name))
             lineage = marker_lineage(res.marker)
-            if address is None or lineage is None or res.status in _GONE:
+            if address is None or lineage is None or res.status in GONE_STATUSES:
                 continue
             if marker_belongs_to(res.marker, doc.lineage):
                 continue

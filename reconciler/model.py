@@ -28,6 +28,22 @@ class Kind(str, Enum):
         return {"ssh_keys": "ssh_key", "volumes": "volume", "instances": "instance"}[self.value]
 
 
+# The attributes through which an instance refers to other resources, by the kind they name:
+# `ssh_key` holds one address, `volumes` a list of addresses (provider ids only at the API).
+REFERENCE_KEYS: dict[Kind, str] = {Kind.SSH_KEY: "ssh_key", Kind.VOLUME: "volumes"}
+SSH_KEY_REFERENCE = REFERENCE_KEYS[Kind.SSH_KEY]
+VOLUMES_REFERENCE = REFERENCE_KEYS[Kind.VOLUME]
+
+
+def retarget_references(attributes: dict[str, Any], old: str, new: str) -> None:
+    """Point every reference to address `old` in an instance's attributes at `new`, in place."""
+    if attributes.get(SSH_KEY_REFERENCE) == old:
+        attributes[SSH_KEY_REFERENCE] = new
+    volumes = attributes.get(VOLUMES_REFERENCE)
+    if isinstance(volumes, list):
+        attributes[VOLUMES_REFERENCE] = [new if v == old else v for v in volumes]
+
+
 # Creation order: keys and volumes before the instances that use them.
 KIND_ORDER = (Kind.SSH_KEY, Kind.VOLUME, Kind.INSTANCE)
 
@@ -86,6 +102,9 @@ class Status(str, Enum):
     ERROR = "error"
     UNKNOWN = "unknown"
 
+
+# Deleted, or on the way: an object in one of these no longer counts as live.
+GONE_STATUSES = (Status.DELETING, Status.DELETED)
 
 # State status of an instance that missed --create-timeout; the next plan replaces it if it
 # is still not active (on_failure: replace).

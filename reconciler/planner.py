@@ -22,6 +22,8 @@ from reconciler.foreign_objects import find_foreign_objects
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
     CREATE_TIMED_OUT,
+    GONE_STATUSES,
+    REFERENCE_KEYS,
     Action,
     ActionReason,
     Address,
@@ -37,7 +39,6 @@ from reconciler.model import (
 )
 from reconciler.plan_checks import check_creatable, pinned_offering
 from reconciler.planner_passes import (
-    GONE_STATUSES,
     attach_selections,
     check_prevent_destroy,
     deposed_deletes,
@@ -373,7 +374,7 @@ def _diff_tracked(
     forcing = [k for k in changed if k not in updatable and k != EXPIRY_KEY]
     for dep in res.depends_on:
         if dep in new_ids and dep.kind is not Kind.INSTANCE:
-            ref_key = "ssh_key" if dep.kind is Kind.SSH_KEY else "volumes"
+            ref_key = REFERENCE_KEYS[dep.kind]
             if ref_key in res.attributes:
                 replace_reasons.append(f"{dep} gets a new id")
                 replace_paths.append(ref_key)

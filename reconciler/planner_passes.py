@@ -10,13 +10,13 @@ and the orphans.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from reconciler.errors import PlanError
 from reconciler.graph import DependencyGraph
 from reconciler.model import (
+    GONE_STATUSES,
     Action,
     ActionReason,
     Address,
@@ -24,22 +24,18 @@ from reconciler.model import (
     CostSummary,
     Orphan,
     Resource,
-    Status,
     marker_belongs_to,
 )
 from reconciler.selection import Selection
 from reconciler.state.model import ResourceState, StateDocument
+from reconciler.suggestions import did_you_mean
 
 if TYPE_CHECKING:
     from reconciler.planner import LiveView
 
-GONE_STATUSES = (Status.DELETING, Status.DELETED)
 DESTROYING = (Action.DELETE, Action.REPLACE)
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    match = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {match[0]}?" if match else None
 
 
 def match_targets(targets: Sequence[Address], known: set[Address], flag: str) -> set[Address]:
@@ -50,7 +46,7 @@ def match_targets(targets: Sequence[Address], known: set[Address], flag: str) ->
         if not hits:
             raise PlanError(
                 f"{flag} {target}: no such resource in the configuration or state",
-                hint=_did_you_mean(str(target), sorted(str(a) for a in known)),
+                hint=did_you_mean(str(target), (str(a) for a in known), quoted=False),
             )
         selected |= hits
     return selected

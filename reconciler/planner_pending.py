@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from reconciler.model import Kind, LiveResource, Status
-from reconciler.planner_passes import GONE_STATUSES
+from reconciler.model import GONE_STATUSES, Kind, LiveResource, Status
 from reconciler.state.model import DeposedResource, PendingOperation, ResourceState, StateDocument
+from reconciler.timestamps import parse_timestamp
 
 if TYPE_CHECKING:
     from reconciler.planner import LiveView
@@ -38,13 +38,6 @@ class Settled:
 
     note: tuple[str, ...] = ()
     unresolved: str | None = None
-
-
-def _parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def resolve_pending(
@@ -97,7 +90,7 @@ def settle_create(
         return _adopt(op, found, doc)
     if window > 0:
         window += PRE_SEND_SLACK_SECONDS
-    started = _parse_time(op.started_at)
+    started = parse_timestamp(op.started_at)
     if started is not None and window > 0 and (now - started).total_seconds() < window:
         return Settled(
             unresolved=f"create of {op.address}: {op.provider} lists may lag writes by {window:g}s; not yet visible"

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from reconciler.model import MASK_PREFIX, Address, LiveResource, Status
+from reconciler.model import MASK_PREFIX, REFERENCE_KEYS, Address, LiveResource, Status
 from reconciler.state.model import ResourceState, StateDocument
 
 if TYPE_CHECKING:
     from reconciler.planner import LiveView
 
-REFERENCE_KEYS = ("ssh_key", "volumes")
 
 
 def refreshed_before(prior: ResourceState, observed: LiveResource | None) -> dict[str, Any]:
@@ -28,7 +27,7 @@ def refreshed_before(prior: ResourceState, observed: LiveResource | None) -> dic
     before = dict(prior.attributes)
     if observed is not None:
         for key, value in observed.attributes.items():
-            if key in before and key not in REFERENCE_KEYS:
+            if key in before and key not in REFERENCE_KEYS.values():
                 before[key] = _overlay_keeping_digests(before[key], value)
     return before
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from reconciler import engine
 from reconciler.errors import StateError
-from reconciler.model import Address
+from reconciler.model import Address, retarget_references
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import StateDocument
 from reconciler.state.validation import DamagedStateError, parse_state_text
@@ -89,11 +89,7 @@ def move_resource(doc: StateDocument, old: str, new_address: str) -> str:
     doc.resources[new_address] = doc.resources.pop(old)
     for res in doc.resources.values():
         res.depends_on = [new_address if d == old else d for d in res.depends_on]
-        for key in ("ssh_key",):
-            if res.attributes.get(key) == old:
-                res.attributes[key] = new_address
-        if isinstance(res.attributes.get("volumes"), list):
-            res.attributes["volumes"] = [new_address if v == old else v for v in res.attributes["volumes"]]
+        retarget_references(res.attributes, old, new_address)
     return f"Moved {old} to {new_address}."
 
 

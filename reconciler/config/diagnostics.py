@@ -9,10 +9,9 @@ once, sorted by file and line; ConfigWarnings are problems that do not stop anyt
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -22,16 +21,9 @@ from pydantic_core import ErrorDetails
 
 from reconciler.config.yaml_source import FieldPath, YamlDocument
 from reconciler.errors import ConfigError, SourceMark
+from reconciler.suggestions import did_you_mean
 
 _QUOTED = re.compile(r"'([^']*)'")
-
-
-def did_you_mean(word: object, candidates: Iterable[str]) -> str | None:
-    """A hint naming the closest candidate, if one is close enough to be a likely typo."""
-    if not isinstance(word, str):
-        return None
-    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean {matches[0]!r}?" if matches else None
 
 
 def format_field_path(path: FieldPath) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
-
 import httpx
 
 from reconciler.errors import ConfigError
 from reconciler.model import Kind, VolumeOffering
 from reconciler.provider_spec import find_provider, provider_names
 from reconciler.providers.base import Provider, ProviderSettings
+from reconciler.suggestions import did_you_mean
 
 __all__ = [
     "VolumeOffering",
@@ -29,7 +28,6 @@ def make_provider(settings: ProviderSettings, transport: httpx.AsyncBaseTranspor
     spec = find_provider(settings.name)
     if spec is None:
         known = provider_names()
-        close = difflib.get_close_matches(settings.name, list(known), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known providers: {', '.join(sorted(known))}"
+        hint = did_you_mean(settings.name, known) or f"known providers: {', '.join(sorted(known))}"
         raise ConfigError(f"unknown provider {settings.name!r}", field="provider", hint=hint)
     return spec.adapter(settings, transport)
