@@ -25,7 +25,16 @@ from reconciler.config import Config
 from reconciler.cost_report import CostReport, cost_report
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.foreign_objects import ALLOW_FLAG, foreign_summary
-from reconciler.model import GONE_STATUSES, Address, Kind, LiveResource, Offering, OfferingRequest, Output, Plan
+from reconciler.model import (
+    GONE_STATUSES,
+    Address,
+    Kind,
+    LiveResource,
+    Offering,
+    OfferingRequest,
+    Output,
+    Plan,
+)
 from reconciler.outputs import outputs_after_apply, plan_outputs
 from reconciler.planner import (
     LiveView,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -134,3 +135,20 @@ class CapacityError(ProviderError):
 
 class AuthError(ProviderError):
     """The API key is missing or rejected (401/403)."""
+
+
+class FieldIssue(Exception):
+    """A problem with the value at `path` (relative to what was being checked).
+
+    Raised below the loader, which knows where that value sits in a file and turns it into a
+    ConfigError (see reconciler.config.diagnostics.Origin).
+    """
+
+    def __init__(
+        self, path: Sequence[str | int], message: str, hint: str | None = None, at_key: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.path = tuple(path)
+        self.message = message
+        self.hint = hint
+        self.at_key = at_key

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.config.yaml_source import FieldPath, YamlDocument
-from reconciler.errors import ConfigError, SourceMark
+from reconciler.errors import ConfigError, FieldIssue, SourceMark
 from reconciler.suggestions import did_you_mean
 
 _QUOTED = re.compile(r"'([^']*)'")
@@ -35,17 +35,6 @@ def format_field_path(path: FieldPath) -> str:
         else:
             text += f".{element}" if text else str(element)
     return text
-
-
-class FieldIssue(Exception):
-    """A problem with the value at `path` (relative to what was being checked)."""
-
-    def __init__(self, path: FieldPath, message: str, hint: str | None = None, at_key: bool = False) -> None:
-        super().__init__(message)
-        self.path = tuple(path)
-        self.message = message
-        self.hint = hint
-        self.at_key = at_key
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ from reconciler.config.diagnostics import (
     issues_from_validation_error,
 )
 from reconciler.config.interpolation import Interpolator
-from reconciler.config.limits import check_provider_limits
 from reconciler.config.resolution import ReferenceResolver, _Entry, _Member, referable_attributes
 from reconciler.config.schema import (
     MAX_COUNT,
@@ -54,8 +53,9 @@ from reconciler.identity import (
     suggested_config_name,
     valid_config_name,
 )
+from reconciler.limits import check_provider_limits
 from reconciler.model import Address, Kind, Output, Resource
-from reconciler.provider_spec import provider_names
+from reconciler.provider_spec import provider_names, provider_spec
 from reconciler.providers.base import ProviderSettings
 
 __all__ = ["BackendSettings", "Config", "api_key_env_var", "load_config", "referable_attributes"]
@@ -423,7 +423,9 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
         provider_name = entry.name if index is None else f"{entry.name}-{index}"
         try:
             canonical = canonical_resource(entry.kind, block, provider_name)
-            check_provider_limits(entry.kind, entry.provider, canonical.attributes, index is not None)
+            check_provider_limits(
+                entry.kind, entry.provider, provider_spec(entry.provider).limits, canonical.attributes, index is not None
+            )
         except FieldIssue as issue:
             raise origin.error(issue) from None
         sensitive = list(canonical.sensitive)

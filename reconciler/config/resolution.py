@@ -23,10 +23,10 @@ from reconciler.config.diagnostics import (
     issue_from_validation_error,
 )
 from reconciler.config.interpolation import Interpolator
-from reconciler.config.limits import check_volume_count
 from reconciler.config.schema import OUTPUT_NAME_PATTERN, OutputBlock, kind_attributes
 from reconciler.errors import GraphCycleError
 from reconciler.graph import DependencyGraph
+from reconciler.limits import check_volume_count
 from reconciler.model import Address, Kind, Output, Resource
 from reconciler.provider_spec import provider_spec
 from reconciler.providers import computed_attributes
@@ -125,7 +125,7 @@ class ReferenceResolver:
                 volumes.append(str(volume))
                 dependencies.setdefault(volume, place)
             try:
-                check_volume_count(member.provider, volumes)
+                check_volume_count(member.provider, provider_spec(member.provider).limits, volumes)
             except FieldIssue as issue:
                 raise member.origin.error(issue) from None
             attributes["volumes"] = volumes
