@@ -117,6 +117,7 @@ def display(value: Any) -> Any:
 
 
 def as_text(value: Any) -> str:
+    """A value as it reads inside longer text: lists and maps as JSON, booleans as YAML writes them."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -14,7 +14,6 @@ Where a sensitive variable lands is recorded, so the attribute can be hidden in 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 from reconciler.config.diagnostics import FieldIssue, hint_for_names
 from reconciler.config.variables import ENV_PREFIX, Variable
-from reconciler.references import Reference, parse_reference, placeholder
+from reconciler.references import Reference, as_text, parse_reference, placeholder
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}|\$\{")
 _SYNTAX_HINT = (
@@ -108,7 +107,7 @@ class Interpolator:
                 scope.sensitive_paths.append(path)
             if match.start() == 0 and match.end() == len(text):
                 return value
-            parts.append(_as_text(value))
+            parts.append(as_text(value))
         parts.append(text[position:])
         return "".join(parts)
 
@@ -182,15 +181,3 @@ class Interpolator:
         text = text.removesuffix("\n").removesuffix("\r")
         self._files[target] = text
         return text
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, sort_keys=True)
