@@ -8,10 +8,10 @@ refuses duplicate keys (PyYAML silently keeps the last one) and is faster still.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -33,6 +33,7 @@ _MERGE = "tag:yaml.org,2002:merge"
 _BOOL_WORDS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 
 FieldPath = Sequence[str | int]
+_N = TypeVar("_N", int, float)
 
 # Limits that keep a hostile or broken file from taking the machine's memory and time. A
 # 10,000-resource configuration is about 3 MB and 200,000 values; these leave ample room.
@@ -272,12 +273,26 @@ class _NodeConverter:
         return converted
 
 
+def _signed(text: str) -> tuple[int, str]:
+    """A YAML number's sign and the rest of it, underscores dropped."""
+    value = text.replace("_", "")
+    if value[:1] in "+-":
+        return (-1 if value[0] == "-" else 1), value[1:]
+    return 1, value
+
+
+def _base_60(value: str, digit: Callable[[str], _N]) -> _N:
+    """`1:30:00` as YAML 1.1 reads it: each part counts sixty of the next."""
+    parts = [digit(part) for part in value.split(":")]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total * 60 + part
+    return total
+
+
 def _to_int(text: str) -> int:
     """YAML 1.1 integers as PyYAML reads them (signs, underscores, 0x, 0o, 0b, sexagesimal)."""
-    value = text.replace("_", "")
-    sign = -1 if value.startswith("-") else 1
-    if value[:1] in "+-":
-        value = value[1:]
+    sign, value = _signed(text)
     if value == "0":
         return 0
     if value.startswith("0b"):
@@ -289,25 +304,16 @@ def _to_int(text: str) -> int:
     if value.startswith("0"):
         return sign * int(value, 8)
     if ":" in value:
-        total = 0
-        for part in value.split(":"):
-            total = total * 60 + int(part)
-        return sign * total
+        return sign * _base_60(value, int)
     return sign * int(value)
 
 
 def _to_float(text: str) -> float:
-    value = text.replace("_", "").lower()
-    sign = -1.0 if value.startswith("-") else 1.0
-    if value[:1] in "+-":
-        value = value[1:]
+    sign, value = _signed(text.lower())
     if value == ".inf":
         return sign * float("inf")
     if value == ".nan":
         return float("nan")
     if ":" in value:
-        total = 0.0
-        for part in value.split(":"):
-            total = total * 60 + float(part)
-        return sign * total
+        return sign * _base_60(value, float)
     return sign * float(value)
