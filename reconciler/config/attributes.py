@@ -8,6 +8,7 @@ loader once every resource is known.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,14 +131,12 @@ def _expiry(block: InstanceBlock) -> dict[str, Any]:
             "auto_delete and expires_after / expires_at / max_spend set the same Shadeform thresholds",
             hint="keep one: expires_after, expires_at and max_spend become auto_delete",
         )
-    expiry: dict[str, Any] = {}
-    if block.expires_after is not None:
-        expiry["after"] = block.expires_after
-    if block.expires_at is not None:
-        expiry["at"] = block.expires_at
-    if block.max_spend is not None:
-        expiry["max_spend"] = block.max_spend
-    return expiry
+    return given_fields(block, {"expires_after": "after", "expires_at": "at", "max_spend": "max_spend"})
+
+
+def given_fields(block: BaseModel, keys: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of `block` that hold a value, each under its key in `keys` (field -> key)."""
+    return {key: value for name, key in keys.items() if (value := getattr(block, name)) is not None}
 
 
 def _fallback_attempts(block: InstanceBlock, offering: OfferingRequest | None) -> int:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from reconciler.budget import BudgetPolicy
+from reconciler.config.attributes import given_fields
 from reconciler.config.diagnostics import FieldIssue, Origin, did_you_mean, issue_from_validation_error
 from reconciler.config.interpolation import Interpolator
 from reconciler.config.resolution import _Entry
@@ -26,6 +27,13 @@ from reconciler.provider_spec import find_provider, provider_names
 from reconciler.providers.base import ProviderSettings
 from reconciler.providers.http import api_key_problem
 
+# ProviderBlock fields -> the ProviderSettings options they set, when given.
+_PROVIDER_OPTIONS = {
+    "rate_limit": "rate_limit_per_second",
+    "timeout": "timeout_seconds",
+    "max_retries": "max_retries",
+    "list_consistency_seconds": "list_consistency_seconds",
+}
 _BlockT = TypeVar("_BlockT", bound=BaseModel)  # one block of settings, merged key by key across files
 
 
@@ -92,15 +100,7 @@ class SettingsReader:
             endpoint = block.endpoint
             if name in first_user and endpoint != "embedded" and not api_key:
                 self._missing_api_key(name, origin, first_user[name], resources)
-            options: dict[str, Any] = {}
-            if block.rate_limit is not None:
-                options["rate_limit_per_second"] = block.rate_limit
-            if block.timeout is not None:
-                options["timeout_seconds"] = block.timeout
-            if block.max_retries is not None:
-                options["max_retries"] = block.max_retries
-            if block.list_consistency_seconds is not None:
-                options["list_consistency_seconds"] = block.list_consistency_seconds
+            options = given_fields(block, _PROVIDER_OPTIONS)
             settings[name] = ProviderSettings(name=name, endpoint=endpoint, api_key=api_key, **options)
             if api_key:
                 self.secrets.add(api_key)
