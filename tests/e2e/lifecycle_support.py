@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import CliResult
 
 from reconciler.emulator import EmbeddedCloud, LedgerEntry, World
 from reconciler.engine import EMBEDDED_API_KEY
@@ -78,24 +79,6 @@ def cli_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     )
     env.update(extra or {})
     return env
-
-
-@dataclass(frozen=True)
-class CliResult:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def describe(self) -> str:
-        return (
-            f"reconciler {' '.join(self.args)} exited {self.returncode}\n"
-            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-        )
 
 
 def run_cli(

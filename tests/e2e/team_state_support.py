@@ -30,6 +30,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import psycopg
 import pytest
 from psycopg import sql
+from support import CliResult
 
 from reconciler.emulator import LedgerEntry, World
 
@@ -243,24 +244,6 @@ def team_database() -> Iterator[TeamDatabase]:
                     process.kill()
                 process.communicate()
             admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@dataclass(frozen=True)
-class CliResult:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def describe(self) -> str:
-        return (
-            f"reconciler {' '.join(self.args)} exited {self.returncode}\n"
-            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-        )
 
 
 @dataclass

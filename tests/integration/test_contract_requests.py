@@ -55,6 +55,7 @@ from contract_support import (
 )
 from emulator_fixtures import DELETE_SECONDS, REPO_ROOT
 from fwd_sdk import CreateInstanceRequest, CreateSshKeyRequest, CreateVolumeRequest
+from support import ClockSleep
 
 from reconciler.config.loader import load_config
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
@@ -71,19 +72,6 @@ SHADEFORM_KEY = "contract-shadeform-key"
 FORWARD_KEY = "contract-forward-key"
 MARKER = "rc-0c0ffee0-a1b2c3"
 COVERAGE_DOC = REPO_ROOT / "docs" / "api-coverage.md"
-
-
-class ClockSleep:
-    """The clients' sleep and clock: the emulator's manual clock, so pacing never waits."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-
-    async def __call__(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    def now(self) -> float:
-        return self.clock.now()
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from support import ClockSleep
 
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
 from reconciler.emulator.catalogue import (
@@ -24,21 +25,6 @@ API_KEY = "integration-shadeform-key"
 MARKER = "rc-0a1b2c3d-abcdef"
 BOOT_SECONDS = 5.0
 DELETE_SECONDS = 2.0
-
-
-class ClockSleep:
-    """The provider's sleep: advances the emulator's manual clock instead of waiting."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.clock.advance(seconds)
-
-    def monotonic(self) -> float:
-        return self.clock.now()
 
 
 @pytest.fixture
@@ -66,7 +52,7 @@ def settings(cloud: EmbeddedCloud, api_key: str | None = API_KEY) -> ProviderSet
 @pytest.fixture
 async def provider(cloud: EmbeddedCloud, sleep: ClockSleep) -> AsyncIterator[ShadeformProvider]:
     client = ShadeformProvider(
-        settings(cloud), cloud.transport("shadeform"), sleep=sleep, clock=sleep.monotonic
+        settings(cloud), cloud.transport("shadeform"), sleep=sleep, clock=sleep.now
     )
     yield client
     await client.aclose()
@@ -296,7 +282,7 @@ async def test_missing_key_is_an_auth_error_naming_the_env_var(cloud: EmbeddedCl
 
 async def test_the_key_appears_in_no_error(cloud: EmbeddedCloud, sleep: ClockSleep) -> None:
     provider = ShadeformProvider(
-        settings(cloud), cloud.transport("shadeform"), sleep=sleep, clock=sleep.monotonic
+        settings(cloud), cloud.transport("shadeform"), sleep=sleep, clock=sleep.now
     )
     cloud.set_faults("shadeform.*=status_500")
     errors: list[ProviderError] = []

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from support import FakeApi, FakeClock, Route
 
 from reconciler.errors import AuthError, CapacityError, ConfigError, ProviderError
 from reconciler.model import Kind, Status
@@ -25,44 +24,9 @@ MARKER = "rc-1a2b3c4d-9f8e7d"
 BASE = "http://forward.test/v1"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-Route = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeForward:
-    """Canned answers keyed by "METHOD /path"; records every request it gets."""
-
+class FakeForward(FakeApi):
     def __init__(self, routes: dict[str, Route | httpx.Response]) -> None:
-        self.routes = routes
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        key = f"{request.method} {request.url.path.removeprefix('/v1')}"
-        answer = self.routes.get(key)
-        if answer is None:
-            return httpx.Response(404, json={"error": {"type": "not_found", "message": f"no route {key}"}})
-        return answer(request) if callable(answer) else answer
-
-    def bodies(self, key: str) -> list[dict[str, Any]]:
-        return [
-            json.loads(r.content)
-            for r in self.requests
-            if f"{r.method} {r.url.path.removeprefix('/v1')}" == key
-        ]
+        super().__init__(routes, lambda key: {"error": {"type": "not_found", "message": f"no route {key}"}})
 
 
 def make_provider(api: FakeForward, clock: FakeClock | None = None, **settings: Any) -> ForwardProvider:

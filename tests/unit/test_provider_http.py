@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import FakeClock
 
 from reconciler.errors import AuthError, CapacityError, ConfigError, NotFoundError, ProviderError
 from reconciler.model import Kind
@@ -28,22 +29,6 @@ from reconciler.providers.http import (
 )
 
 API_KEY = "sk-test-5ecret-key-value"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when something sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 Handler = Callable[[httpx.Request], httpx.Response]

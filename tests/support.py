@@ -1,0 +1,96 @@
+"""Fakes several test files share: clocks that only move when something sleeps, canned
+provider APIs for httpx.MockTransport, and the result of one `reconciler` run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reconciler.emulator import ManualClock
+
+Route = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeClock:
+    """A monotonic clock that only moves when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class ClockSleep:
+    """A client's sleep and clock on the emulator's manual clock: pacing and waits advance it
+    instead of waiting."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.sleeps: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.clock.advance(seconds)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+
+class FakeApi:
+    """Canned answers keyed by "METHOD /path" (below /v1); records every request it gets.
+
+    A request with no route gets a 404 whose body `not_found` builds from the route key, in
+    the API's own error shape.
+    """
+
+    def __init__(self, routes: dict[str, Route | httpx.Response], not_found: Callable[[str], Any]) -> None:
+        self.routes = routes
+        self.not_found = not_found
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        key = self._key(request)
+        answer = self.routes.get(key)
+        if answer is None:
+            return httpx.Response(404, json=self.not_found(key))
+        return answer(request) if callable(answer) else answer
+
+    def bodies(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests if self._key(r) == key]
+
+    @staticmethod
+    def _key(request: httpx.Request) -> str:
+        return f"{request.method} {request.url.path.removeprefix('/v1')}"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """One finished `reconciler` run."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def describe(self) -> str:
+        return (
+            f"reconciler {' '.join(self.args)} exited {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        )
