@@ -55,6 +55,30 @@ _DELETE_CALLS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+def shadeform_trainer(*, gpu: str = "A6000", size_gb: object = 100, trainer: str = "") -> str:
+    """The e2e projects' common core: key `deploy`, volume `data` and instance `trainer` using
+    both, on Shadeform in lambdalabs us-east-1; `trainer` adds lines to the instance."""
+    return f"""ssh_keys:
+  - name: deploy
+    provider: shadeform
+    public_key: ${{file:deploy.pub}}
+volumes:
+  - name: data
+    provider: shadeform
+    cloud: lambdalabs
+    region: us-east-1
+    size_gb: {size_gb}
+instances:
+  - name: trainer
+    provider: shadeform
+    cloud: lambdalabs
+    region: us-east-1
+    shade_instance_type: {gpu}
+    ssh_key: deploy
+    volumes: [data]
+{trainer}"""
+
+
 def reconciler_executable() -> Path:
     """The console script installed beside this interpreter (what `pip install .` puts on PATH)."""
     path = Path(sys.executable).parent / "reconciler"

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from lifecycle_support import Project, RequestRecorder
+from lifecycle_support import Project, RequestRecorder, shadeform_trainer
 
 pytest_plugins = ["lifecycle_support"]
 
@@ -45,25 +45,7 @@ def valid_config(endpoint: str, *, api_key: bool = True) -> str:
 {key_line}variables:
   gpu: {{type: string, default: A6000}}
   size: {{type: number, default: 100}}
-ssh_keys:
-  - name: deploy
-    provider: shadeform
-    public_key: ${{file:deploy.pub}}
-volumes:
-  - name: data
-    provider: shadeform
-    cloud: lambdalabs
-    region: us-east-1
-    size_gb: ${{var.size}}
-instances:
-  - name: trainer
-    provider: shadeform
-    cloud: lambdalabs
-    region: us-east-1
-    shade_instance_type: ${{var.gpu}}
-    ssh_key: deploy
-    volumes: [data]
-"""
+{shadeform_trainer(gpu="${var.gpu}", size_gb="${var.size}")}"""
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from lifecycle_support import BOOT_SECONDS, DELETE_SECONDS, Project, run_cli
+from lifecycle_support import BOOT_SECONDS, DELETE_SECONDS, Project, run_cli, shadeform_trainer
 
 from reconciler.emulator import EmbeddedCloud
 from reconciler.engine import EMBEDDED_API_KEY
@@ -24,28 +24,9 @@ def config(
     size_gb: int = 100,
     gpu: str = "A6000",
 ) -> str:
-    text = f"""\
-ssh_keys:
-  - name: deploy
-    provider: shadeform
-    public_key: ${{file:deploy.pub}}
-volumes:
-  - name: data
-    provider: shadeform
-    cloud: lambdalabs
-    region: us-east-1
-    size_gb: {size_gb}
-instances:
-  - name: trainer
-    provider: shadeform
-    cloud: lambdalabs
-    region: us-east-1
-    shade_instance_type: {gpu}
-    ssh_key: deploy
-    volumes: [data]
-    tags: {tags}
-    alert: {{spend_threshold: "{alert}"}}
-"""
+    text = shadeform_trainer(
+        gpu=gpu, size_gb=size_gb, trainer=f'    tags: {tags}\n    alert: {{spend_threshold: "{alert}"}}\n'
+    )
     if auto_delete is not None:
         text += f'    auto_delete: {{date_threshold: "{auto_delete}"}}\n'
     return text

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from lifecycle_support import EXAMPLES, Project, live_names
+from lifecycle_support import EXAMPLES, Project, live_names, shadeform_trainer
 
 pytest_plugins = ["lifecycle_support"]
 
@@ -21,29 +21,9 @@ def shadeform_config(
     tags: tuple[str, ...] = ("team-ml",),
     prevent_destroy: bool = False,
 ) -> str:
-    text = f"""
-providers:
-  shadeform: {{endpoint: embedded}}
-ssh_keys:
-  - name: deploy
-    provider: shadeform
-    public_key: ${{file:deploy.pub}}
-volumes:
-  - name: data
-    provider: shadeform
-    cloud: lambdalabs
-    region: us-east-1
-    size_gb: 100
-instances:
-  - name: trainer
-    provider: shadeform
-    cloud: lambdalabs
-    region: us-east-1
-    shade_instance_type: {gpu}
-    ssh_key: deploy
-    volumes: [data]
-    tags: [{", ".join(tags)}]
-"""
+    text = "\nproviders:\n  shadeform: {endpoint: embedded}\n" + shadeform_trainer(
+        gpu=gpu, trainer=f"    tags: [{', '.join(tags)}]\n"
+    )
     if prevent_destroy:
         text += "    lifecycle: {prevent_destroy: true}\n"
     if worker:
