@@ -4,16 +4,24 @@ provider APIs for httpx.MockTransport, and the result of one `reconciler` run.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
+from psycopg import sql
 
 from reconciler.emulator import ManualClock
 
 Route = Callable[[httpx.Request], httpx.Response]
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class FakeClock:
@@ -94,3 +102,29 @@ class CliResult:
             f"reconciler {' '.join(self.args)} exited {self.returncode}\n"
             f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
         )
+
+
+def reachable_pg_url(url: str | None = None, what: str = "the state backend tests") -> str:
+    """The test PostgreSQL server's URL (RECONCILER_TEST_PG_URL, else a local default), once it
+    answers; the test is skipped, saying why, when it does not."""
+    url = url or os.environ.get("RECONCILER_TEST_PG_URL", DEFAULT_PG_URL)
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as exc:
+        pytest.skip(
+            f"PostgreSQL for {what} is not reachable ({type(exc).__name__}); "
+            "start it or set RECONCILER_TEST_PG_URL"
+        )
+    return url
+
+
+@contextlib.contextmanager
+def scratch_schema(url: str, prefix: str = "reconciler_test") -> Iterator[str]:
+    """A schema name no other test uses, dropped (with everything in it) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

@@ -4,14 +4,11 @@ file and the state (a local file, or PostgreSQL when a URL is given)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 from lifecycle_support import (
@@ -23,12 +20,11 @@ from lifecycle_support import (
     live_names,
     reconciler_executable,
 )
-from psycopg import sql
+from support import reachable_pg_url, scratch_schema
 
 from reconciler.emulator import World
 
 CI_EXAMPLE = EXAMPLES / "ci"
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FIRST_FLEET = ["ci-deploy", "ci-deploy-forward", "inference", "worker-0", "worker-1"]
 
 
@@ -134,21 +130,13 @@ def test_pipeline_fails_when_the_configuration_is_invalid(checkout: Checkout) ->
 
 @pytest.fixture
 def pg_url() -> str:
-    url = os.environ.get("RECONCILER_TEST_PG_URL", DEFAULT_PG_URL)
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {url} ({exc}); start it or set RECONCILER_TEST_PG_URL")
-    return url
+    return reachable_pg_url(what="the CI pipeline test")
 
 
 @pytest.fixture
 def pg_schema(pg_url: str) -> Iterator[str]:
-    name = f"e2e_ci_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    with scratch_schema(pg_url, "e2e_ci") as name:
+        yield name
 
 
 def test_pipeline_keeps_state_in_postgresql_when_given_a_url(

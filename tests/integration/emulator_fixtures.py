@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import ClockSleep
 
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
 from reconciler.emulator.catalogue import ShadeformPlacement, forward_offerings, shadeform_placements
@@ -49,6 +50,12 @@ def clock() -> ManualClock:
 def cloud(clock: ManualClock) -> Iterator[EmbeddedCloud]:
     with EmbeddedCloud(None, clock=clock, boot_seconds=BOOT_SECONDS, delete_seconds=DELETE_SECONDS) as opened:
         yield opened
+
+
+@pytest.fixture
+def sleep(clock: ManualClock) -> ClockSleep:
+    """A client's sleep (and, as `sleep.now`, its clock) on the emulator's manual clock."""
+    return ClockSleep(clock)
 
 
 def shadeform_client(cloud: EmbeddedCloud, key: str | None = TENANT_A) -> httpx.AsyncClient:

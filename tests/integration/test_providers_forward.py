@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from emulator_fixtures import BOOT_SECONDS, DELETE_SECONDS
 from support import ClockSleep
 
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
@@ -27,14 +28,10 @@ from reconciler.providers.forward import ForwardProvider
 
 API_KEY = "integration-forward-key"
 MARKER = "rc-0a1b2c3d-fedcba"
-BOOT_SECONDS = 5.0
-DELETE_SECONDS = 2.0
 LIST_LAG_SECONDS = 10.0
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+pytest_plugins = ["emulator_fixtures"]
 
 
 @pytest.fixture
@@ -47,11 +44,6 @@ def cloud(clock: ManualClock) -> Iterator[EmbeddedCloud]:
         list_lag_seconds=LIST_LAG_SECONDS,
     ) as opened:
         yield opened
-
-
-@pytest.fixture
-def sleep(clock: ManualClock) -> ClockSleep:
-    return ClockSleep(clock)
 
 
 def settings(cloud: EmbeddedCloud, api_key: str | None = API_KEY) -> ProviderSettings:

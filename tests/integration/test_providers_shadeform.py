@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
+from emulator_fixtures import BOOT_SECONDS, DELETE_SECONDS
 from support import ClockSleep
 
 from reconciler.emulator import EmbeddedCloud, ManualClock, example_public_key
@@ -23,24 +24,8 @@ from reconciler.providers.shadeform import ShadeformProvider
 
 API_KEY = "integration-shadeform-key"
 MARKER = "rc-0a1b2c3d-abcdef"
-BOOT_SECONDS = 5.0
-DELETE_SECONDS = 2.0
 
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def cloud(clock: ManualClock) -> Iterator[EmbeddedCloud]:
-    with EmbeddedCloud(None, clock=clock, boot_seconds=BOOT_SECONDS, delete_seconds=DELETE_SECONDS) as opened:
-        yield opened
-
-
-@pytest.fixture
-def sleep(clock: ManualClock) -> ClockSleep:
-    return ClockSleep(clock)
+pytest_plugins = ["emulator_fixtures"]
 
 
 def settings(cloud: EmbeddedCloud, api_key: str | None = API_KEY) -> ProviderSettings:

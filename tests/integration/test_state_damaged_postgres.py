@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from support import reachable_pg_url, scratch_schema
 
 from reconciler.state.model import ResourceState, StateDocument
 from reconciler.state.postgres import PostgresStateBackend
 from reconciler.state.validation import DamagedStateError, repairable_by_removal
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 @pytest.fixture
 def backend() -> Iterator[PostgresStateBackend]:
-    url = os.environ.get("RECONCILER_TEST_PG_URL", DEFAULT_URL)
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        pytest.skip(
-            f"PostgreSQL is not reachable ({type(exc).__name__}); start it or set RECONCILER_TEST_PG_URL"
-        )
-    schema = f"reconciler_test_{uuid.uuid4().hex[:12]}"
-    yield PostgresStateBackend(url, "prod", schema=schema)
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    url = reachable_pg_url()
+    with scratch_schema(url) as schema:
+        yield PostgresStateBackend(url, "prod", schema=schema)
 
 
 def store_damaged(backend: PostgresStateBackend, change: dict[str, Any]) -> str:

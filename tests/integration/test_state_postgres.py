@@ -27,13 +27,13 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from support import reachable_pg_url, scratch_schema
 
 from reconciler.errors import StateConflictError, StateError, StateLockedError
 from reconciler.state.backend import LockInfo
 from reconciler.state.model import PendingOperation, ResourceState, StateDocument
 from reconciler.state.postgres import SCHEMA_VERSION, PostgresStateBackend
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 LOCK_HOLDER_SCRIPT = Path(__file__).with_name("pg_lock_holder.py")
 DEADLINE = 15.0
 
@@ -42,24 +42,13 @@ MakeBackend = Callable[..., PostgresStateBackend]
 
 @pytest.fixture(scope="module")
 def pg_url() -> str:
-    url = os.environ.get("RECONCILER_TEST_PG_URL", DEFAULT_URL)
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        pytest.skip(
-            f"PostgreSQL for the state backend tests is not reachable ({type(exc).__name__}); "
-            "start it or set RECONCILER_TEST_PG_URL"
-        )
-    return url
+    return reachable_pg_url()
 
 
 @pytest.fixture
 def schema(pg_url: str) -> Iterator[str]:
-    name = f"reconciler_test_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(pg_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    with scratch_schema(pg_url) as name:
+        yield name
 
 
 @pytest.fixture
