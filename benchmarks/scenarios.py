@@ -18,10 +18,10 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from baselines import TERRAFORM_PARALLELISM, SlotHoldingApply, refresh_per_resource
 from fleet import (
@@ -54,6 +54,7 @@ APPLY_BOUND_TARGET = 1.25
 FOOTPRINT_CPU_BUDGET = 5.0
 FOOTPRINT_RSS_BUDGET_MB = 300.0
 WORKER = Path(__file__).with_name("plan_worker.py")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,32 @@ class Row(BaseModel):
     target: str = ""
     met: bool | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def against_baseline(
+        cls,
+        scenario: str,
+        label: str,
+        ours: Measured[Any],
+        baseline: Measured[Any],
+        target: str,
+        met: bool,
+        details: dict[str, Any],
+    ) -> Row:
+        """A wall-time row of ours against its baseline, with both sides' API calls by operation."""
+        return cls(
+            scenario=scenario,
+            label=label,
+            unit="s",
+            ours=ours.wall,
+            reference=baseline.wall,
+            reference_kind="baseline",
+            calls_ours=ours.calls,
+            calls_reference=baseline.calls,
+            target=target,
+            met=met,
+            details={**details, "requests_ours": ours.requests, "requests_baseline": baseline.requests},
+        )
 
     @property
     def ratio(self) -> float:
@@ -128,6 +155,28 @@ def requests_of(cloud: EmbeddedCloud) -> dict[str, int]:
     return dict(cloud.runtime.traffic.requests)
 
 
+@dataclass(frozen=True)
+class Measured(Generic[T]):
+    """What one side of a comparison returned, its wall time and the requests it sent."""
+
+    result: T
+    wall: float
+    requests: dict[str, int]
+
+    @property
+    def calls(self) -> int:
+        return sum(self.requests.values())
+
+
+async def measure(cloud: EmbeddedCloud, work: Callable[[], Awaitable[T]]) -> Measured[T]:
+    """Run `work` on the emulator with its request counters reset, timing it."""
+    cloud.runtime.traffic.reset()
+    started = time.perf_counter()
+    result = await work()
+    wall = time.perf_counter() - started
+    return Measured(result, wall, requests_of(cloud))
+
+
 def _all_noop(plan: Plan, size: int, who: str) -> None:
     if len(plan.changes) != size or plan.has_changes:
         counts = Counter(c.action.value for c in plan.changes)
@@ -146,48 +195,38 @@ async def plan_in_sync(fleets: Fleets, size: int, settings: Settings) -> Row:
     try:
         # One unmeasured plan first (fresh clients after it, so no cache is carried over).
         await engine.make_plan(warm, fleet.config, fleet.doc, PlanOptions())
-        runtime.traffic.reset()
-        started = time.perf_counter()
-        outcome = await engine.make_plan(ours, fleet.config, fleet.doc, PlanOptions())
-        ours_wall = time.perf_counter() - started
-        ours_requests = requests_of(fleet.cloud)
-        _all_noop(outcome.plan, size, "reconciler")
+        ours_run = await measure(
+            fleet.cloud, lambda: engine.make_plan(ours, fleet.config, fleet.doc, PlanOptions())
+        )
+        _all_noop(ours_run.result.plan, size, "reconciler")
 
-        runtime.traffic.reset()
-        started = time.perf_counter()
-        live = await refresh_per_resource(theirs, fleet.config, fleet.doc)
-        baseline_plan = plan_changes(fleet.config.resources, fleet.doc, live, PlanOptions())
-        baseline_wall = time.perf_counter() - started
-        baseline_requests = requests_of(fleet.cloud)
-        _all_noop(baseline_plan, size, "baseline")
+        async def baseline() -> Plan:
+            live = await refresh_per_resource(theirs, fleet.config, fleet.doc)
+            return plan_changes(fleet.config.resources, fleet.doc, live, PlanOptions())
+
+        baseline_run = await measure(fleet.cloud, baseline)
+        _all_noop(baseline_run.result, size, "baseline")
     finally:
         runtime.latency_seconds = 0.0
         for providers in (warm, ours, theirs):
             await close_providers(providers)
-    calls = sum(ours_requests.values())
-    speedup = baseline_wall / ours_wall
+    speedup = baseline_run.wall / ours_run.wall
     target = f"calls <= {PLAN_CALLS_TARGET}"
-    met = calls <= PLAN_CALLS_TARGET
+    met = ours_run.calls <= PLAN_CALLS_TARGET
     if size == PLAN_SPEEDUP_AT:
         target += f", >= {PLAN_SPEEDUP_TARGET:g}x"
         met = met and speedup >= PLAN_SPEEDUP_TARGET
-    return Row(
-        scenario="plan",
-        label=f"plan {size:,} in-sync resources",
-        unit="s",
-        ours=ours_wall,
-        reference=baseline_wall,
-        reference_kind="baseline",
-        calls_ours=calls,
-        calls_reference=sum(baseline_requests.values()),
-        target=target,
-        met=met,
-        details={
+    return Row.against_baseline(
+        "plan",
+        f"plan {size:,} in-sync resources",
+        ours_run,
+        baseline_run,
+        target,
+        met,
+        {
             "size": size,
-            "noop": outcome.plan.count(Action.NOOP),
-            "baseline_noop": baseline_plan.count(Action.NOOP),
-            "requests_ours": ours_requests,
-            "requests_baseline": baseline_requests,
+            "noop": ours_run.result.plan.count(Action.NOOP),
+            "baseline_noop": baseline_run.result.count(Action.NOOP),
             # What the baseline would take if only latency cost time: one round trip per ten reads.
             "baseline_latency_floor": math.ceil(size / TERRAFORM_PARALLELISM) * settings.latency,
         },

@@ -6,18 +6,17 @@ resolves each instance's offering on its own would. Same planner, same emulator,
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from baselines import TERRAFORM_PARALLELISM
 from fleet import close_providers, embedded_providers, write_config
-from scenarios import Row, Settings, requests_of
+from scenarios import Row, Settings, measure
 
 from reconciler import engine
 from reconciler.config import load_config
 from reconciler.emulator.embedded import EmbeddedCloud
-from reconciler.model import Action, Offering
+from reconciler.model import Action, Offering, Plan
 from reconciler.planner import LiveView, PlanOptions, plan_changes
 from reconciler.state.model import StateDocument
 
@@ -58,45 +57,35 @@ async def plan_selection(workdir: Path, settings: Settings) -> list[Row]:
         theirs = embedded_providers(cloud, config)
         try:
             cloud.runtime.latency_seconds = settings.latency
-            cloud.runtime.traffic.reset()
-            started = time.perf_counter()
-            outcome = await engine.make_plan(ours, config, StateDocument(), PlanOptions())
-            ours_wall = time.perf_counter() - started
-            ours_requests = requests_of(cloud)
+            ours_run = await measure(cloud, lambda: engine.make_plan(ours, config, StateDocument(), PlanOptions()))
 
-            cloud.runtime.traffic.reset()
-            started = time.perf_counter()
-            offerings = await _catalogue_per_instance(theirs, config)
-            baseline = plan_changes(config.resources, StateDocument(), LiveView(offerings=offerings))
-            baseline_wall = time.perf_counter() - started
-            baseline_requests = requests_of(cloud)
+            async def baseline() -> tuple[Plan, dict[str, list[Offering]]]:
+                offerings = await _catalogue_per_instance(theirs, config)
+                return plan_changes(config.resources, StateDocument(), LiveView(offerings=offerings)), offerings
+
+            baseline_run = await measure(cloud, baseline)
         finally:
             cloud.runtime.latency_seconds = 0.0
             await close_providers(ours)
             await close_providers(theirs)
-    chosen = [c for c in outcome.plan.changes if c.action is Action.CREATE and c.reasons]
-    if len(chosen) != count or baseline.count(Action.CREATE) != count:
+    plan = ours_run.result.plan
+    baseline_plan, offerings = baseline_run.result
+    chosen = [c for c in plan.changes if c.action is Action.CREATE and c.reasons]
+    if len(chosen) != count or baseline_plan.count(Action.CREATE) != count:
         raise RuntimeError(f"selection: expected {count} creates with a choice, got {len(chosen)}")
     catalogue = sum(len(v) for v in offerings.values())
-    calls = sum(ours_requests.values())
     return [
-        Row(
-            scenario="selection",
-            label=f"plan {count:,} instances by requirements over {catalogue:,} offerings",
-            unit="s",
-            ours=ours_wall,
-            reference=baseline_wall,
-            reference_kind="baseline",
-            calls_ours=calls,
-            calls_reference=sum(baseline_requests.values()),
-            target=f"calls <= {SELECTION_CALLS_TARGET}",
-            met=calls <= SELECTION_CALLS_TARGET,
-            details={
+        Row.against_baseline(
+            "selection",
+            f"plan {count:,} instances by requirements over {catalogue:,} offerings",
+            ours_run,
+            baseline_run,
+            f"calls <= {SELECTION_CALLS_TARGET}",
+            ours_run.calls <= SELECTION_CALLS_TARGET,
+            {
                 "size": count,
                 "catalogue": catalogue,
-                "with_fallbacks": sum(1 for c in outcome.plan.changes if c.candidates),
-                "requests_ours": ours_requests,
-                "requests_baseline": baseline_requests,
+                "with_fallbacks": sum(1 for c in plan.changes if c.candidates),
             },
         )
     ]
