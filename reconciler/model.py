@@ -35,6 +35,11 @@ SSH_KEY_REFERENCE = REFERENCE_KEYS[Kind.SSH_KEY]
 VOLUMES_REFERENCE = REFERENCE_KEYS[Kind.VOLUME]
 
 
+def mounted_volumes(attributes: dict[str, Any]) -> list[str]:
+    """The addresses of the volumes an instance's attributes mount (none when it mounts none)."""
+    return list(attributes.get(VOLUMES_REFERENCE) or ())
+
+
 def retarget_references(attributes: dict[str, Any], old: str, new: str) -> None:
     """Point every reference to address `old` in an instance's attributes at `new`, in place."""
     if attributes.get(SSH_KEY_REFERENCE) == old:

@@ -11,16 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PlanError
-from reconciler.model import (
-    VOLUMES_REFERENCE,
-    Action,
-    Address,
-    Change,
-    Kind,
-    LiveResource,
-    Offering,
-    Resource,
-)
+from reconciler.model import Action, Address, Change, Kind, LiveResource, Offering, Resource, mounted_volumes
 from reconciler.provider_spec import provider_spec
 from reconciler.state.model import StateDocument
 
@@ -59,7 +50,7 @@ def check_creatable(
                 f"{address}: {change.provider} sells no offering {_pin_text(change.after, sold)}",
                 hint="run `reconciler offerings` to see what is sold, then fix the pin",
             )
-        for volume in change.after.get(VOLUMES_REFERENCE) or ():
+        for volume in mounted_volumes(change.after):
             where = _volume_place(Address.parse(volume), changes, desired, doc, live.lookup)
             _check_mount(address, change.provider, offering, Address.parse(volume), where)
 
