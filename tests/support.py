@@ -8,8 +8,8 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -128,3 +128,49 @@ def scratch_schema(url: str, prefix: str = "reconciler_test") -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@dataclass
+class Totals:
+    """What the crash, fault and concurrency tests tried and found; printed by the tests'
+    conftest at the end of the session."""
+
+    kill_points: set[str] = field(default_factory=set)
+    kills: int = 0
+    interrupts: int = 0
+    faults: set[str] = field(default_factory=set)
+    audits: int = 0
+    orphans: int = 0
+    duplicates: int = 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"kill points tried: {len(self.kill_points)} distinct ({self.kills} kill -9 in all)",
+            f"interrupts sent: {self.interrupts}",
+            f"faults exercised: {len(self.faults)} ({', '.join(sorted(self.faults)) or 'none'})",
+            f"audits against the emulator ledger: {self.audits}",
+            f"orphans found: {self.orphans}",
+            f"duplicates found: {self.duplicates}",
+        ]
+
+    @property
+    def used(self) -> bool:
+        return bool(self.audits or self.kills or self.interrupts)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data a pytest-xdist worker can hand to the controller."""
+        return {
+            name: sorted(value) if isinstance(value, set) else value for name, value in self.__dict__.items()
+        }
+
+    def add(self, other: Mapping[str, Any]) -> None:
+        """Count in what another process (a pytest-xdist worker) tried and found."""
+        for name, value in other.items():
+            mine = getattr(self, name)
+            if isinstance(mine, set):
+                mine.update(value)
+            else:
+                setattr(self, name, mine + value)
+
+
+TOTALS = Totals()

@@ -6,7 +6,7 @@ The audit is the point of these tests: after any crash, fault or interruption, a
 re-runs that follow, nothing may be live that state does not track (an orphan: money
 burning unseen) and no address may have been created more often than the plans asked
 (a duplicate: a doubled bill). Every audit and kill point is added to `TOTALS`, which
-the e2e conftest prints at the end of the session.
+the tests' conftest prints at the end of the session.
 
 Emulator timings: instances boot in BOOT_SECONDS and take DELETE_SECONDS to go; Forward's
 lists lag writes by LIST_LAG_SECONDS, and each stack tells reconciler they may lag by that
@@ -25,12 +25,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import TOTALS
 
 from reconciler.emulator import tenant_id
 
@@ -47,39 +48,6 @@ NAME_MARKER_SEPARATOR = "--rc-"
 # The caller's variables that would change what a run does; the tests set their own.
 _INHERITED_PREFIXES = ("RECONCILER_VAR_", "RECONCILER_EMULATOR_")
 _INHERITED_NAMES = ("SHADEFORM_API_KEY", "FORWARD_API_KEY", "NO_COLOR", "FORCE_COLOR")
-
-
-# ----------------------------------------------------------------------------- totals
-
-
-@dataclass
-class Totals:
-    """What the session tried and found; printed by the e2e conftest's terminal summary."""
-
-    kill_points: set[str] = field(default_factory=set)
-    kills: int = 0
-    interrupts: int = 0
-    faults: set[str] = field(default_factory=set)
-    audits: int = 0
-    orphans: int = 0
-    duplicates: int = 0
-
-    def lines(self) -> list[str]:
-        return [
-            f"kill points tried: {len(self.kill_points)} distinct ({self.kills} kill -9 in all)",
-            f"interrupts sent: {self.interrupts}",
-            f"faults exercised: {len(self.faults)} ({', '.join(sorted(self.faults)) or 'none'})",
-            f"audits against the emulator ledger: {self.audits}",
-            f"orphans found: {self.orphans}",
-            f"duplicates found: {self.duplicates}",
-        ]
-
-    @property
-    def used(self) -> bool:
-        return bool(self.audits or self.kills or self.interrupts)
-
-
-TOTALS = Totals()
 
 
 # ----------------------------------------------------------------------------- processes
