@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from reconciler.emulator import ManualClock
+from reconciler.state.model import PendingOperation, StateDocument
 
 Route = Callable[[httpx.Request], httpx.Response]
 
@@ -82,6 +84,25 @@ class FakeApi:
     @staticmethod
     def _key(request: httpx.Request) -> str:
         return f"{request.method} {request.url.path.removeprefix('/v1')}"
+
+
+def pending_doc(started: datetime) -> StateDocument:
+    """A state whose only entry is a create of ssh_keys.deploy on Shadeform that a run began at
+    `started` (written as `started.isoformat()`) and never finished."""
+    doc = StateDocument(serial=5)
+    doc.pending.append(
+        PendingOperation(
+            op="create",
+            address="ssh_keys.deploy",
+            provider="shadeform",
+            kind="ssh_keys",
+            marker="rc-abc-123",
+            name="deploy",
+            started_at=started.isoformat(),
+            attributes={"name": "deploy"},
+        )
+    )
+    return doc
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support import pending_doc
 
 from reconciler.errors import PlanError
 from reconciler.model import (
@@ -21,7 +22,7 @@ from reconciler.model import (
 )
 from reconciler.planner import LiveView, PlanOptions, plan_changes
 from reconciler.planner_pending import resolve_pending
-from reconciler.state.model import PendingOperation, ResourceState, StateDocument
+from reconciler.state.model import ResourceState, StateDocument
 
 KEY = Address(Kind.SSH_KEY, "deploy")
 VOL = Address(Kind.VOLUME, "data")
@@ -311,23 +312,6 @@ def test_target_limits_the_plan_to_the_target_and_its_dependencies() -> None:
         plan_changes(
             res, StateDocument(), LiveView(), PlanOptions(targets=(Address(Kind.INSTANCE, "trainr"),))
         )
-
-
-def pending_doc(started: datetime) -> StateDocument:
-    doc = StateDocument(serial=5)
-    doc.pending.append(
-        PendingOperation(
-            op="create",
-            address=str(KEY),
-            provider="shadeform",
-            kind="ssh_keys",
-            marker="rc-abc-123",
-            name="deploy",
-            started_at=started.isoformat(),
-            attributes={"name": "deploy"},
-        )
-    )
-    return doc
 
 
 def test_pending_create_is_adopted_when_its_marker_is_live() -> None:
