@@ -63,7 +63,8 @@ T = TypeVar("T")
 
 
 def providers_in_use(config: Config, doc: StateDocument) -> dict[str, ProviderSettings]:
-    names = {r.provider for r in config.resources.values()} | {r.provider for r in doc.resources.values()}
+    names = {p for r in config.resources.values() for p in r.providers}
+    names |= {r.provider for r in doc.resources.values()}
     names |= {p.provider for p in doc.pending} | {d.provider for d in doc.deposed}
     settings: dict[str, ProviderSettings] = {}
     for name in sorted(names):
@@ -171,7 +172,7 @@ async def refresh(
     """One list call per provider and kind in use (never one per resource), concurrently."""
     wanted: set[tuple[str, Kind]] = set()
     for address, res in config.resources.items():
-        wanted.add((res.provider, address.kind))
+        wanted.update((provider, address.kind) for provider in res.providers)
     for key, held in doc.resources.items():
         wanted.add((held.provider, Address.parse(key).kind))
     for op in doc.pending:

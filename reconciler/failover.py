@@ -37,14 +37,20 @@ class BootFailure(ReconcilerError):
 
 
 def attempt_of(change: Change, candidate: Candidate) -> Change:
-    """The planned create moved to `candidate`: its pin and price replace the plan's choice."""
+    """The planned create moved to `candidate`: its provider, pin and price replace the plan's
+    choice (the pin carries what differs by provider too, such as which SSH key object)."""
     chosen = change.candidates[0]
     after = {k: v for k, v in (change.after or {}).items() if k not in chosen.pin}
     after.update(candidate.pin)
     offering = after.get(OFFERING_KEY)
     if isinstance(offering, dict):
         after[OFFERING_KEY] = {**offering, "selected": candidate.offering_id}
-    return dataclasses.replace(change, after=dict(sorted(after.items())), hourly_after=candidate.hourly_price)
+    return dataclasses.replace(
+        change,
+        provider=candidate.provider or change.provider,
+        after=dict(sorted(after.items())),
+        hourly_after=candidate.hourly_price,
+    )
 
 
 def no_capacity(change: Change, refusals: list[str]) -> NoCapacityError:

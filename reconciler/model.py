@@ -52,20 +52,25 @@ def retarget_references(attributes: dict[str, Any], old: str, new: str) -> None:
 # Creation order: keys and volumes before the instances that use them.
 KIND_ORDER = (Kind.SSH_KEY, Kind.VOLUME, Kind.INSTANCE)
 
-_ADDRESS_RE = re.compile(r"^(ssh_keys|volumes|instances)\.([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+)\])?$")
+_ADDRESS_RE = re.compile(
+    r'^(ssh_keys|volumes|instances)\.([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+|"[A-Za-z0-9_-]+")\])?$'
+)
 
 
 @dataclass(frozen=True, order=True)
 class Address:
-    """`kind.name` or `kind.name[i]` for resources with `count`."""
+    """`kind.name`, `kind.name[i]` for resources with `count`, or `kind.name["forward"]` for
+    an SSH key declared for several providers (one object per provider)."""
 
     kind: Kind
     name: str
-    index: int | None = None
+    index: int | str | None = None
 
     def __str__(self) -> str:
         base = f"{self.kind.value}.{self.name}"
-        return base if self.index is None else f"{base}[{self.index}]"
+        if self.index is None:
+            return base
+        return f'{base}["{self.index}"]' if isinstance(self.index, str) else f"{base}[{self.index}]"
 
     @classmethod
     def parse(cls, text: str) -> Address:
@@ -80,15 +85,19 @@ class Address:
                 "kind one of ssh_keys, volumes, instances)"
             )
         kind, name, index = match.groups()
-        return cls(Kind(kind), name, int(index) if index is not None else None)
+        if index is None:
+            return cls(Kind(kind), name)
+        return cls(Kind(kind), name, index.strip('"') if index.startswith('"') else int(index))
 
     @property
     def base(self) -> Address:
         """The address without its count index (what `--target instances.x` names)."""
         return Address(self.kind, self.name)
 
-    def sort_key(self) -> tuple[int, str, int]:
-        return (KIND_ORDER.index(self.kind), self.name, -1 if self.index is None else self.index)
+    def sort_key(self) -> tuple[int, str, int, str]:
+        if isinstance(self.index, str):
+            return (KIND_ORDER.index(self.kind), self.name, -1, self.index)
+        return (KIND_ORDER.index(self.kind), self.name, -1 if self.index is None else self.index, "")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -165,6 +174,7 @@ class OfferingRequest:
     exclude_clouds: tuple[str, ...] | None = None
     rental_type: str | None = None
     deployment_type: str | None = None
+    providers: tuple[str, ...] | None = None  # the provider is chosen among these
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON data (lists, not tuples), as plans and state keep it."""
@@ -191,6 +201,13 @@ class Resource:
     computed: tuple[str, ...] = ()  # attributes its API reports (ip, ssh_port, ...)
     fallback_attempts: int = 1  # creates tried down the ranked offerings on capacity errors
     fallback_on_boot_failure: bool = False  # also move on when an instance ends in error at boot
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Where it may be: its provider, or the providers its offering is chosen among."""
+        if self.offering is not None and self.offering.providers:
+            return self.offering.providers
+        return (self.provider,)
 
 
 @dataclass(frozen=True)
@@ -288,6 +305,7 @@ class Candidate:
     label: str
     hourly_price: float
     pin: dict[str, Any]
+    provider: str | None = None  # None: the change's own provider (plans made before providers could vary)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ settles the operations a crashed run left half-done; `planner_refresh` reads dri
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +54,7 @@ from reconciler.planner_passes import (
 )
 from reconciler.planner_refresh import changed_keys, refreshed_before
 from reconciler.provider_spec import find_provider
-from reconciler.selection import Selection, rank, select
+from reconciler.selection import Bound, Selection, rank, select
 from reconciler.state.model import ResourceState, StateDocument
 from reconciler.unknowns import PlannedValues, explain_unknowns, resolve_for_plan
 
@@ -267,9 +268,11 @@ def plan_resource(
     reclaimed = _reclaimed(prior, live)
     # A reclaimed spot instance with fallback moves on: its offering's capacity just went.
     move_on = reclaimed is not None and res.fallback_attempts > 1
-    after, price_after, selection = _desired_attributes(
-        res, prior, live, opts.reselect or move_on, exclude=_selected_offering(prior) if move_on else None
+    after, price_after, selection, provider = _desired_attributes(
+        res, prior, live, opts.reselect or move_on, _selected_offering(prior) if move_on else None, opts.now
     )
+    if provider != res.provider:
+        res = dataclasses.replace(res, provider=provider)
     if address.kind is Kind.INSTANCE:
         after = with_deadline(res.provider, after, prior, opts.now)
         why = expired(after, prior, opts.now)
@@ -418,46 +421,87 @@ def _selected_offering(prior: ResourceState | None) -> str | None:
     return str(request.get("selected")) if isinstance(request, dict) and request.get("selected") else None
 
 
+def _catalogue(res: Resource, live: LiveView) -> list[Offering]:
+    """The offerings of every provider the instance may land on (one list per provider)."""
+    found: list[Offering] = []
+    for provider in res.providers:
+        offerings = live.offerings.get(provider)
+        if offerings is None:
+            raise PlanError(f"{res.address}: offerings of {provider} were not fetched; cannot pick an offering")
+        found.extend(offerings)
+    return found
+
+
 def _select_offering(
-    res: Resource, request: OfferingRequest, offerings: Sequence[Offering] | None, exclude: str | None = None
+    res: Resource, request: OfferingRequest, live: LiveView, bound: Bound | None, exclude: str | None = None
 ) -> Selection:
-    if offerings is None:
-        raise PlanError(f"{res.address}: offerings of {res.provider} were not fetched; cannot pick an offering")
-    ranked = [o for o in rank(request, offerings) if o.id != exclude]
+    ranked = [o for o in rank(request, _catalogue(res, live)) if o.id != exclude]
     if not ranked:
-        wanted = ", ".join(f"{k}={v}" for k, v in request.to_dict().items())
+        wanted = ", ".join(f"{k}={v}" for k, v in request.to_dict().items() if k != "providers")
         raise PlanError(
-            f"{res.address}: no available {res.provider} offering matches {wanted}",
+            f"{res.address}: no available {' or '.join(res.providers)} offering matches {wanted}",
             hint="run `reconciler offerings` to see what is available, then relax the requirements",
         )
-    return select(ranked, res.fallback_attempts)
+    return select(ranked, res.fallback_attempts, bound)
+
+
+def _provider_bound(
+    res: Resource, prior: ResourceState | None, now: datetime | None
+) -> Callable[[str], dict[str, Any]] | None:
+    """For an instance whose provider is chosen: the attributes that follow the provider it
+    lands on (its SSH key's object there, Shadeform's auto_delete); None for the others."""
+    if res.offering is None or not res.offering.providers:
+        return None
+
+    def bound(provider: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        keys = res.attributes.get("ssh_key")
+        if isinstance(keys, dict):
+            found["ssh_key"] = keys[provider]
+        deadline = with_deadline(provider, res.attributes, prior, now)
+        if "auto_delete" in deadline:
+            found["auto_delete"] = deadline["auto_delete"]
+        return found
+
+    return bound
 
 
 def _desired_attributes(
-    res: Resource, prior: ResourceState | None, live: LiveView, reselect: bool, exclude: str | None = None
-) -> tuple[dict[str, Any], float | None, Selection | None]:
-    """Attributes to create with (offering pinned), the hourly price where known, and the
-    selection made now (None when the pin comes from state or the configuration)."""
+    res: Resource,
+    prior: ResourceState | None,
+    live: LiveView,
+    reselect: bool,
+    exclude: str | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], float | None, Selection | None, str]:
+    """Attributes to create with (offering pinned), the hourly price where known, the
+    selection made now (None when the pin comes from state or the configuration), and the
+    provider: chosen with the offering when the configuration lists several."""
     attrs = dict(res.attributes)
     offerings = live.offerings.get(res.provider)
     if res.address.kind is Kind.INSTANCE and res.offering is not None:
+        bound = _provider_bound(res, prior, now)
         request = res.offering.to_dict()
         prior_request = dict(prior.attributes.get(OFFERING_KEY) or {}) if prior else {}
         selected = prior_request.pop("selected", None)
         if prior is not None and prior_request == request and selected and not reselect:
             pin_keys = set(prior.attributes) - set(attrs) - {OFFERING_KEY}
             attrs.update({k: prior.attributes[k] for k in pin_keys})
+            if bound is not None and prior.provider in res.providers:
+                attrs.update(bound(prior.provider))
             attrs[OFFERING_KEY] = {**request, "selected": selected}
-            return attrs, prior.hourly_price, None
-        selection = _select_offering(res, res.offering, offerings, exclude)
+            return attrs, prior.hourly_price, None, prior.provider if bound is not None else res.provider
+        selection = _select_offering(res, res.offering, live, bound, exclude)
         attrs.update(selection.chosen.pin)
+        if bound is not None:
+            attrs.update(bound(selection.chosen.provider))
         attrs[OFFERING_KEY] = {**request, "selected": selection.chosen.id}
-        return attrs, selection.chosen.hourly_price, selection
+        return attrs, selection.chosen.hourly_price, selection, selection.chosen.provider
     if res.address.kind is Kind.INSTANCE:
         chosen_pin = pinned_offering(attrs, offerings)
         if chosen_pin is not None:
-            return attrs, chosen_pin.hourly_price, None
-        return attrs, prior.hourly_price if prior else None, None
+            return attrs, chosen_pin.hourly_price, None, res.provider
+        return attrs, prior.hourly_price if prior else None, None, res.provider
     if res.address.kind is Kind.VOLUME:
         size = attrs.get("size_gb")
         region = attrs.get("region")
@@ -465,9 +509,9 @@ def _desired_attributes(
         if price is None:
             price = live.volume_prices.get((res.provider, str(region), None))
         if price is not None and isinstance(size, int):
-            return attrs, price * size, None
-        return attrs, prior.hourly_price if prior else None, None
-    return attrs, 0.0, None
+            return attrs, price * size, None, res.provider
+        return attrs, prior.hourly_price if prior else None, None, res.provider
+    return attrs, 0.0, None, res.provider
 
 
 def providers_needing_offerings(
@@ -485,12 +529,12 @@ def providers_needing_offerings(
         prior = doc.resources.get(str(address))
         if address.kind is Kind.INSTANCE:
             if prior is None or reselect or prior.hourly_price is None or res.fallback_attempts > 1:
-                instance_providers.add(res.provider)
+                instance_providers.update(res.providers)
             elif res.offering is not None:
                 prior_request = dict(prior.attributes.get(OFFERING_KEY) or {})
                 prior_request.pop("selected", None)
                 if prior_request != res.offering.to_dict():
-                    instance_providers.add(res.provider)
+                    instance_providers.update(res.providers)
             elif any(prior.attributes.get(k) != v for k, v in res.attributes.items()):
                 instance_providers.add(res.provider)
         elif address.kind is Kind.VOLUME:

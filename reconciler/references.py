@@ -25,7 +25,8 @@ OPEN = "\ue000"
 CLOSE = "\ue001"
 _PLACEHOLDER = re.compile(f"{OPEN}([^{OPEN}{CLOSE}]*){CLOSE}")
 _REFERENCE = re.compile(
-    r"^(ssh_keys|volumes|instances)\.([A-Za-z0-9_][A-Za-z0-9_.-]*?)(?:\[(\d+|\*)\])?\.([A-Za-z_][A-Za-z0-9_]*)$"
+    r"^(ssh_keys|volumes|instances)\.([A-Za-z0-9_][A-Za-z0-9_.-]*?)"
+    r'(?:\[(\d+|\*|"[A-Za-z0-9_-]+")\])?\.([A-Za-z_][A-Za-z0-9_]*)$'
 )
 
 
@@ -45,14 +46,15 @@ class Reference:
 
     kind: Kind
     name: str
-    index: int | None
+    index: int | str | None  # a str names the provider of an SSH key declared for several
     splat: bool
     attribute: str
 
     @property
     def text(self) -> str:
-        suffix = "[*]" if self.splat else "" if self.index is None else f"[{self.index}]"
-        return f"{self.kind.value}.{self.name}{suffix}.{self.attribute}"
+        if self.splat:
+            return f"{self.kind.value}.{self.name}[*].{self.attribute}"
+        return f"{Address(self.kind, self.name, self.index)}.{self.attribute}"
 
     @property
     def base(self) -> Address:
@@ -68,7 +70,7 @@ def parse_reference(expression: str) -> Reference | None:
     return Reference(
         kind=Kind(kind),
         name=name,
-        index=int(index) if index not in (None, "*") else None,
+        index=None if index in (None, "*") else index.strip('"') if index.startswith('"') else int(index),
         splat=index == "*",
         attribute=attribute,
     )
@@ -175,8 +177,8 @@ def members_of(reference: Reference, addresses: Mapping[Address, Any]) -> list[A
     """The addresses a reference reads: one, or every counted member for `[*]`."""
     if reference.splat:
         return sorted(
-            (a for a in addresses if a.base == reference.base and a.index is not None),
-            key=lambda a: a.index or 0,
+            (a for a in addresses if a.base == reference.base and isinstance(a.index, int)),
+            key=lambda a: a.index if isinstance(a.index, int) else 0,
         )
     return [Address(reference.kind, reference.name, reference.index)]
 

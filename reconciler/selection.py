@@ -6,8 +6,9 @@ along on capacity errors, so both read it from here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.model import Candidate, Offering, OfferingRequest
 
@@ -36,7 +37,8 @@ def matches(request: OfferingRequest, offering: Offering) -> bool:
     """Whether an offering meets every requirement (availability aside)."""
     r = request
     return (
-        _in(offering.gpu_type, gpu_types(r))
+        (r.providers is None or offering.provider in r.providers)
+        and _in(offering.gpu_type, gpu_types(r))
         and (r.num_gpus is None or offering.num_gpus == r.num_gpus)
         and (r.max_hourly_price is None or offering.hourly_price <= r.max_hourly_price)
         and (r.max_price_per_gpu_hour is None or offering.price_per_gpu_hour <= r.max_price_per_gpu_hour)
@@ -69,12 +71,19 @@ def label(offering: Offering) -> str:
     )
 
 
-def candidate(offering: Offering) -> Candidate:
+Bound = Callable[[str], Mapping[str, Any]]  # what else a create on that provider must set
+
+
+def candidate(offering: Offering, bound: Bound | None = None) -> Candidate:
+    """A ranked offering as apply may try it: its pin, plus what differs by provider (which
+    SSH key object, Shadeform's auto_delete), so moving to it changes every such attribute."""
+    pin = {**offering.pin, **(bound(offering.provider) if bound is not None else {})}
     return Candidate(
         offering_id=offering.id,
         label=label(offering),
         hourly_price=offering.hourly_price,
-        pin=dict(offering.pin),
+        pin=dict(sorted(pin.items())),
+        provider=offering.provider,
     )
 
 
@@ -88,7 +97,7 @@ class Selection:
     candidates: tuple[Candidate, ...]
 
 
-def select(ranked: Sequence[Offering], attempts: int) -> Selection:
+def select(ranked: Sequence[Offering], attempts: int, bound: Bound | None = None) -> Selection:
     """The cheapest of a non-empty ranked list; with fallback, the first `attempts` of it."""
     chosen, rest = ranked[0], ranked[1:]
     noun = "candidate" if len(ranked) == 1 else "candidates"
@@ -97,7 +106,7 @@ def select(ranked: Sequence[Offering], attempts: int) -> Selection:
         shown = "; ".join(label(o) for o in rest[:SHOWN_NEXT])
         more = f" and {len(rest) - SHOWN_NEXT} more" if len(rest) > SHOWN_NEXT else ""
         reasons.append(f"next: {shown}{more}")
-    candidates = tuple(candidate(o) for o in ranked[:attempts]) if attempts > 1 and rest else ()
+    candidates = tuple(candidate(o, bound) for o in ranked[:attempts]) if attempts > 1 and rest else ()
     if candidates:
         reasons.append(fallback_reason(candidates))
     return Selection(chosen=chosen, reasons=tuple(reasons), candidates=candidates)

@@ -8,7 +8,7 @@ loader once every resource is known.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from reconciler.config.diagnostics import FieldIssue, did_you_mean
 from reconciler.config.schema import (
     NOT_ATTRIBUTES,
+    ChosenInstanceBlock,
     DockerLaunchBlock,
     EnvValueBlock,
     InstanceBlock,
@@ -83,10 +84,13 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
     attributes: dict[str, Any] = {"name": provider_name}
     sensitive: list[str] = []
     secrets: set[str] = set()
-    provider: str = getattr(block, "provider")  # noqa: B009 (each provider's block declares it)
-    spec = provider_spec(provider)
-    pin_field = spec.type_key
-    pin = getattr(block, pin_field)
+    spec = None
+    if isinstance(block, ChosenInstanceBlock):
+        pin_field, pin = "offering", None  # the provider is chosen, so its offering is too
+    else:
+        spec = provider_spec(getattr(block, "provider"))  # noqa: B009 (each provider's block declares it)
+        pin_field = spec.type_key
+        pin = getattr(block, pin_field)
     offering = _offering(block, pin_field, pin)
     if offering is None:
         attributes[pin_field] = pin
@@ -94,7 +98,7 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
             value = getattr(block, place)
             if value is not None:
                 attributes[place] = value
-            elif spec.pin_needs_place:
+            elif spec is not None and spec.pin_needs_place:
                 raise FieldIssue(
                     (place,),
                     f"missing required field {place!r}",
@@ -105,7 +109,7 @@ def _instance(block: InstanceBlock, provider_name: str, lifecycle: Lifecycle) ->
         attributes[EXPIRY_KEY] = expiry
     if block.envs:
         attributes["envs"] = _envs(block.envs, "envs", sensitive, secrets)
-    for name in provider_fields(Kind.INSTANCE, provider):
+    for name in provider_fields(Kind.INSTANCE, spec.name) if spec is not None else ():
         value = getattr(block, name)
         if name != pin_field and value is not None and value != []:
             attributes[name] = _provider_value(value, sensitive, secrets)
@@ -194,10 +198,11 @@ def _offering(block: InstanceBlock, pin_field: str, pin: str | None) -> Offering
         exclude_clouds=_tuple(wanted.exclude_clouds),
         rental_type=wanted.rental_type,
         deployment_type=wanted.deployment_type,
+        providers=_tuple(wanted.providers),
     )
 
 
-def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+def _tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(values)
 
 

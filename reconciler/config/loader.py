@@ -38,6 +38,7 @@ from reconciler.config.schema import (
     MAX_COUNT,
     RESOURCE_SECTIONS,
     TOP_LEVEL_KEYS,
+    ChosenInstanceBlock,
     ResourceBlock,
     foreign_fields,
     resource_model,
@@ -334,17 +335,94 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
         except FieldIssue as issue:
             raise origin.error(issue) from None
         name = head.get("name")
-        provider = self._provider_of(head, origin, raw)
+        listed = self._listed_providers(kind, raw, head, origin, interpolator, base_dir)
+        provider = listed[0] if listed is not None else self._provider_of(head, origin, raw)
         count = self._count(head, origin)
         entry = self._declare(kind, name, provider, count, origin)
+        entry.providers = listed or (provider,)
+        entry.by_provider = kind is Kind.SSH_KEY and listed is not None
         body = {key: value for key, value in raw.items() if key not in identity}
-        model = resource_model(kind, provider)
-        foreign = foreign_fields(kind, provider)
+        if kind is Kind.SSH_KEY and listed is not None:
+            # One object per provider, each checked as a single-provider key would be.
+            body.pop("providers")
+            model = resource_model(kind, provider)
+            for each in listed:
+                entry.members.append(
+                    self._member(entry, {**head, "provider": each}, body, each, model, {}, interpolator, base_dir)
+                )
+            return entry.members
+        if listed is not None:
+            model, foreign = ChosenInstanceBlock, foreign_fields(kind, None)
+        else:
+            model, foreign = resource_model(kind, provider), foreign_fields(kind, provider)
         for index in [None] if count is None else range(count):
             entry.members.append(
                 self._member(entry, head, body, index, model, foreign, interpolator, base_dir)
             )
         return entry.members
+
+    def _listed_providers(
+        self,
+        kind: Kind,
+        raw: dict[Any, Any],
+        head: dict[str, Any],
+        origin: Origin,
+        interpolator: Interpolator,
+        base_dir: Path,
+    ) -> tuple[str, ...] | None:
+        """The providers an SSH key is declared for (`providers:`), or an instance's provider is
+        chosen among (`offering.providers` without `provider:`); None for one declared provider."""
+        if kind is Kind.SSH_KEY and "providers" in raw:
+            place: tuple[str | int, ...] = ("providers",)
+            given = raw["providers"]
+        elif kind is Kind.INSTANCE and isinstance(raw.get("offering"), dict) and "providers" in raw["offering"]:
+            place = ("offering", "providers")
+            given = raw["offering"]["providers"]
+        else:
+            return None
+        try:
+            rendered = interpolator.render({"providers": given}, base_dir).value["providers"]
+        except FieldIssue as issue:
+            raise origin.error(issue) from None
+        if not isinstance(rendered, list) or not rendered:
+            raise origin.fail(place, "providers must be a non-empty list", hint="for example [shadeform, forward]")
+        for position, name in enumerate(rendered):
+            if name not in provider_names():
+                raise origin.fail(
+                    (*place, position),
+                    f"unknown provider {name!r}",
+                    hint=did_you_mean(str(name), provider_names()) or "one of " + ", ".join(provider_names()),
+                )
+            if rendered.index(name) != position:
+                raise origin.fail((*place, position), f"{name} is listed twice")
+        listed = tuple(str(name) for name in rendered)
+        if kind is Kind.SSH_KEY:
+            if "provider" in head:
+                raise origin.fail(
+                    ("provider",),
+                    "give provider (one) or providers (several), not both",
+                    hint=f"providers: [{', '.join(listed)}] declares one object on each",
+                )
+            if "count" in head:
+                raise origin.fail(
+                    ("count",),
+                    "a key declared for several providers cannot have count",
+                    hint="declare one entry per key, each with its providers",
+                )
+            return listed
+        if "provider" not in head:
+            return listed
+        declared = str(head["provider"])
+        if listed == (declared,):
+            return None
+        others = [name for name in listed if name != declared]
+        raise origin.fail(
+            place,
+            f"provider: {declared} fixes where the instance goes, but offering.providers lists "
+            + ", ".join(others),
+            hint=f"remove provider: to let the plan choose among {', '.join(listed)}, "
+            f"or list only {declared} in offering.providers",
+        )
 
     def _provider_of(self, head: dict[str, Any], origin: Origin, raw: dict[Any, Any]) -> str:
         if "provider" not in head:
@@ -403,7 +481,7 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
         entry: _Entry,
         head: dict[str, Any],
         body: dict[str, Any],
-        index: int | None,
+        index: int | str | None,
         model: type[ResourceBlock],
         foreign: dict[str, str],
         interpolator: Interpolator,
@@ -411,7 +489,8 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
     ) -> _Member:
         origin = entry.origin
         try:
-            rendered = interpolator.render(body, base_dir, index, allow_references=True)
+            counted = index if isinstance(index, int) else None  # a str index names a provider
+            rendered = interpolator.render(body, base_dir, counted, allow_references=True)
         except FieldIssue as issue:
             raise origin.error(issue) from None
         data = {**head, **rendered.value}
@@ -420,12 +499,14 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
         except ValidationError as exc:
             issues = issues_from_validation_error(exc, data, model, foreign)
             raise origin.errors(issues) from None
-        provider_name = entry.name if index is None else f"{entry.name}-{index}"
+        provider_name = entry.name if counted is None else f"{entry.name}-{counted}"
+        provider = index if isinstance(index, str) else entry.provider
         try:
             canonical = canonical_resource(entry.kind, block, provider_name)
-            check_provider_limits(
-                entry.kind, entry.provider, provider_spec(entry.provider).limits, canonical.attributes, index is not None
-            )
+            for where in (provider,) if isinstance(index, str) else entry.providers:
+                check_provider_limits(
+                    entry.kind, where, provider_spec(where).limits, canonical.attributes, counted is not None
+                )
         except FieldIssue as issue:
             raise origin.error(issue) from None
         sensitive = list(canonical.sensitive)
@@ -441,7 +522,8 @@ class _ConfigLoader(ReferenceResolver, SettingsReader):
             )
         return _Member(
             address=Address(entry.kind, entry.name, index),
-            provider=entry.provider,
+            provider=provider,
+            providers=(provider,) if isinstance(index, str) else entry.providers,
             origin=origin,
             canonical=canonical,
             sensitive=sensitive,

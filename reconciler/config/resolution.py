@@ -7,6 +7,7 @@ A mixin of the loader: it reads the entries the loader declared and the members 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +28,7 @@ from reconciler.config.schema import OUTPUT_NAME_PATTERN, OutputBlock, kind_attr
 from reconciler.errors import GraphCycleError
 from reconciler.graph import DependencyGraph
 from reconciler.limits import check_volume_count
-from reconciler.model import Address, Kind, Output, Resource
+from reconciler.model import Address, Kind, OfferingRequest, Output, Resource
 from reconciler.provider_spec import provider_spec
 from reconciler.providers import computed_attributes
 from reconciler.references import Reference
@@ -40,6 +41,12 @@ def referable_attributes(kind: Kind, provider: str) -> frozenset[str]:
     return kind_attributes(kind) | frozenset(computed_attributes(provider, kind)) | {"id"}
 
 
+def _computed_everywhere(providers: Sequence[str], kind: Kind) -> tuple[str, ...]:
+    """What every provider it may be on reports (the first's order)."""
+    first, *others = providers
+    return tuple(a for a in computed_attributes(first, kind) if all(a in computed_attributes(o, kind) for o in others))
+
+
 
 @dataclass
 class _Member:
@@ -49,6 +56,7 @@ class _Member:
     provider: str
     origin: Origin
     canonical: CanonicalResource
+    providers: tuple[str, ...]
     sensitive: list[str]
     ssh_key: str | None
     volumes: list[str]
@@ -66,6 +74,8 @@ class _Entry:
     count: int | None
     origin: Origin
     members: list[_Member] = field(default_factory=list)
+    providers: tuple[str, ...] = ()  # where it is (a shared SSH key) or may be (a chosen instance)
+    by_provider: bool = False  # an SSH key with one object per provider, ssh_keys.NAME["provider"]
 
 
 
@@ -106,16 +116,23 @@ class ReferenceResolver:
     ) -> Resource:
         attributes = dict(member.canonical.attributes)
         offering = member.canonical.offering
+        if offering is not None and offering.providers and member.volumes:
+            offering = self._pin_to_volumes(member, offering)
         dependencies: dict[Address, tuple[str | int, ...]] = {}
         if member.ssh_key is not None:
-            key = self._reference(Kind.SSH_KEY, member.ssh_key, member, ("ssh_key",))
-            attributes["ssh_key"] = str(key)
-            dependencies.setdefault(key, ("ssh_key",))
+            keys = self._placed(Kind.SSH_KEY, member.ssh_key, member, ("ssh_key",))
+            if len(member.providers) > 1:
+                # Which object is used follows the provider the plan chooses.
+                attributes["ssh_key"] = {provider: str(key) for provider, key in keys.items()}
+            else:
+                attributes["ssh_key"] = str(keys[member.provider])
+            for key in keys.values():
+                dependencies.setdefault(key, ("ssh_key",))
         if member.volumes:
             volumes: list[str] = []
             for position, text in enumerate(member.volumes):
                 place: tuple[str | int, ...] = ("volumes", position)
-                volume = self._reference(Kind.VOLUME, text, member, place)
+                volume = self._placed(Kind.VOLUME, text, member, place)[member.provider]
                 if str(volume) in volumes:
                     raise member.origin.fail(place, f"{volume} is listed twice")
                 if volume in by_address:  # else its entry failed to load, and was reported
@@ -147,7 +164,7 @@ class ReferenceResolver:
             offering=offering,
             on_failure=member.canonical.on_failure,
             references=tuple(sorted({reference.text for _, reference in member.references})),
-            computed=computed_attributes(member.provider, member.address.kind),
+            computed=_computed_everywhere(member.providers, member.address.kind),
             fallback_attempts=member.canonical.fallback_attempts,
             fallback_on_boot_failure=member.canonical.fallback_on_boot_failure,
         )
@@ -176,11 +193,11 @@ class ReferenceResolver:
         else:
             index_text = None if reference.index is None else str(reference.index)
             addresses = self._member_address(entry, index_text, origin, place, allow_all=False)
-        known = referable_attributes(reference.kind, entry.provider)
+        known = frozenset.intersection(*(referable_attributes(reference.kind, p) for p in entry.providers))
         if reference.attribute not in known:
             raise origin.fail(
                 place,
-                f"${{{reference.text}}}: {reference.kind.value} ({entry.provider}) have no attribute "
+                f"${{{reference.text}}}: {reference.kind.value} ({' and '.join(entry.providers)}) have no attribute "
                 f"{reference.attribute!r}",
                 hint=did_you_mean(reference.attribute, sorted(known))
                 or "attributes: " + ", ".join(sorted(known)),
@@ -215,8 +232,11 @@ class ReferenceResolver:
             for path in target.sensitive
         )
 
-    def _reference(self, kind: Kind, text: str, member: _Member, place: tuple[str | int, ...]) -> Address:
-        """A by-name reference (`deploy`, `data[1]`) to exactly one resource of `kind`."""
+    def _placed(
+        self, kind: Kind, text: str, member: _Member, place: tuple[str | int, ...]
+    ) -> dict[str, Address]:
+        """A by-name reference (`deploy`, `data[1]`) to one resource of `kind`: the object on
+        each provider the member may be on (a key declared for several has one on each)."""
         match = _REFERENCE.match(text.strip())
         known = self.entries[kind]
         if match is None:
@@ -232,15 +252,56 @@ class ReferenceResolver:
                 f"no {kind.singular} named {name!r}",
                 hint=hint_for_names(name, list(known), kind.value),
             )
+        if entry.by_provider:
+            if index_text is not None:
+                raise member.origin.fail(place, f"{Address(kind, name)} has no count; refer to it as {name!r}")
+            missing = [p for p in member.providers if p not in entry.providers]
+            if missing:
+                declared = ", ".join(entry.providers)
+                raise member.origin.fail(
+                    place,
+                    f"{member.address} may be on {', '.join(missing)}, where {Address(kind, name)} is not "
+                    f"declared (it is declared for {declared})",
+                    hint=f"add {', '.join(missing)} to the providers of {kind.value} {name}, "
+                    "or leave it out of this instance's providers",
+                )
+            return {p: Address(kind, name, p) for p in member.providers}
         address = self._member_address(entry, index_text, member.origin, place, allow_all=False)[0]
-        if entry.provider != member.provider:
+        if member.providers != (entry.provider,):
+            if len(member.providers) > 1:
+                raise member.origin.fail(
+                    place,
+                    f"{address} is only on {entry.provider}, and {member.address} may be on "
+                    + ", ".join(p for p in member.providers if p != entry.provider),
+                    hint=f"declare it for every provider the instance may use: providers: "
+                    f"[{', '.join(member.providers)}] instead of provider: {entry.provider}",
+                )
             raise member.origin.fail(
                 place,
                 f"{address} is on provider {entry.provider}, "
                 f"this {member.address.kind.singular} on {member.provider}",
                 hint=f"an instance can only use {kind.value} of its own provider",
             )
-        return address
+        return {entry.provider: address}
+
+    def _pin_to_volumes(self, member: _Member, offering: OfferingRequest) -> OfferingRequest:
+        """A volume pins an instance whose provider is chosen to the volume's own provider (and,
+        through its placement, region): the data is where it is."""
+        for position, text in enumerate(member.volumes):
+            match = _REFERENCE.match(text.strip())
+            entry = self.entries[Kind.VOLUME].get(match.group(1)) if match else None
+            if entry is None:
+                continue  # reported with its hint when the reference is resolved
+            if entry.provider not in member.providers:
+                raise member.origin.fail(
+                    ("volumes", position),
+                    f"volumes.{entry.name} is on {entry.provider}, which is not among offering.providers "
+                    f"({', '.join(member.providers)})",
+                    hint=f"add {entry.provider} to offering.providers, or use a volume on one of them",
+                )
+            member.providers = (entry.provider,)
+            member.provider = entry.provider
+        return replace(offering, providers=member.providers)
 
     def _explicit_dependency(self, text: str, origin: Origin, place: tuple[str | int, ...]) -> list[Address]:
         try:
@@ -272,6 +333,21 @@ class ReferenceResolver:
         allow_all: bool,
     ) -> list[Address]:
         base = Address(entry.kind, entry.name)
+        if entry.by_provider:
+            if index_text is None:
+                if allow_all:
+                    return [member.address for member in entry.members]
+                raise origin.fail(
+                    place,
+                    f"{base} is declared for {', '.join(entry.providers)}; name one of them, "
+                    f'e.g. {entry.name}["{entry.providers[0]}"]',
+                )
+            if index_text not in entry.providers:
+                raise origin.fail(
+                    place,
+                    f'{base}["{index_text}"] does not exist ({base} is declared for {", ".join(entry.providers)})',
+                )
+            return [Address(entry.kind, entry.name, index_text)]
         if index_text is None:
             if entry.count is None:
                 return [base]

@@ -282,6 +282,20 @@ class SshKeyBlock(ResourceBlock):
     )
 
 
+class SharedSshKeyBlock(ResourceBlock):
+    """One key declared for several providers: one object on each, referenced by one name
+    (`ssh_key: deploy` uses the object on the provider the instance lands on)."""
+
+    providers: Annotated[list[NonEmpty], Field(min_length=1)] = Field(
+        description='one object per provider, addressed ssh_keys.NAME["provider"]'
+    )
+    public_key: Annotated[str, AfterValidator(_check_public_key)]
+    private_key_file: NonEmpty | None = Field(
+        default=None,
+        description="local path of the matching private key, for `reconciler ssh` (never read)",
+    )
+
+
 # Checked against the provider's limits (reconciler.limits) by the loader, with a hint.
 VolumeSize = Annotated[int, Field(json_schema_extra={"minimum": MIN_VOLUME_GB, "maximum": MAX_VOLUME_GB})]
 
@@ -394,6 +408,10 @@ class OfferingBlock(StrictModel):
     exclude_clouds: list[NonEmpty] | None = None
     rental_type: Literal["on_demand", "spot"] | None = None
     deployment_type: NonEmpty | None = Field(default=None, description="vm, container or baremetal")
+    providers: Annotated[list[NonEmpty], Field(min_length=1)] | None = Field(
+        default=None,
+        description="choose the provider too, among these (then leave out the instance's provider:)",
+    )
 
 
 class FallbackBlock(StrictModel):
@@ -448,6 +466,13 @@ class ShadeformInstanceBlock(InstanceBlock):
 class ForwardInstanceBlock(InstanceBlock):
     provider: Literal["forward"]
     offering_id: NonEmpty | None = Field(default=None, description="pin: a compute offering id")
+
+
+class ChosenInstanceBlock(InstanceBlock):
+    """An instance whose provider the plan chooses (`offering.providers`): the keys every
+    provider's instances take, since which provider it lands on is known only at plan time."""
+
+    offering: OfferingBlock = Field(description="requirements, with providers: the plan chooses among them")
 
 
 class OutputBlock(StrictModel):
@@ -523,11 +548,18 @@ class _DocumentBase(StrictModel):
     model_config = ConfigDict(extra="forbid", title="reconciler configuration")
 
 
+# Entries that name several providers (`providers:`) beside each provider's own block.
+_SEVERAL_PROVIDERS: dict[Kind, type[ResourceBlock]] = {
+    Kind.SSH_KEY: SharedSshKeyBlock,
+    Kind.INSTANCE: ChosenInstanceBlock,
+}
+
+
 def _entry_union(kind: Kind) -> Any:
     models = tuple(dict.fromkeys(resource_model(kind, name) for name in provider_names()))
-    if len(models) == 1:
-        return models[0]
-    return Annotated[Union[models], Field(discriminator="provider")]  # noqa: UP007
+    single: Any = models[0] if len(models) == 1 else Annotated[Union[models], Field(discriminator="provider")]  # noqa: UP007
+    several = _SEVERAL_PROVIDERS.get(kind)
+    return single if several is None else single | several
 
 
 def config_document_model() -> type[StrictModel]:
@@ -568,9 +600,11 @@ CONFIG_DOCUMENT_DESCRIPTION = """Providers, variables, state backend, SSH keys, 
     """
 
 
-def foreign_fields(kind: Kind, provider: str) -> dict[str, str]:
-    """Keys that other providers' variants of `kind` accept and `provider`'s does not."""
-    own_fields = set(resource_model(kind, provider).model_fields)
+def foreign_fields(kind: Kind, provider: str | None) -> dict[str, str]:
+    """Keys that other providers' variants of `kind` accept and `provider`'s does not (None:
+    an instance whose provider is chosen, which takes only what every provider takes)."""
+    own = ChosenInstanceBlock if provider is None else resource_model(kind, provider)
+    own_fields = set(own.model_fields)
     found: dict[str, str] = {}
     for other in provider_names():
         if other == provider:

@@ -79,6 +79,9 @@ SCHEMA_DOCS: dict[str, tuple[str, list[Any]]] = {
     "resources[].lifecycle.ignore_changes": ("Attributes whose drift or edits never cause a change.", [["tags"]]),
     "resources[].cloud": ("The underlying cloud (Shadeform) or provider (Forward).", ["hyperstack"]),
     "resources[].region": ("The region, as the provider names it.", ["canada-1"]),
+    "ssh_keys[].providers": ("Declare the key for several providers: one object on each, addressed "
+                             'ssh_keys.NAME["provider"]; ssh_key: NAME uses the one where the instance is.',
+                             [["shadeform", "forward"]]),
     "ssh_keys[].public_key": ("The public key text (OpenSSH format).", ["${file:~/.ssh/id_ed25519.pub}", _PUBLIC_KEY]),
     "ssh_keys[].private_key_file": ("Local path of the matching private key, for `reconciler ssh` (never read).",
                                     ["~/.ssh/id_ed25519"]),
@@ -86,6 +89,9 @@ SCHEMA_DOCS: dict[str, tuple[str, list[Any]]] = {
     "instances[].offering": ("Requirements instead of a pinned offering: the plan picks the cheapest match "
                              "and pins it until --reselect.", [{"gpu_type": "H100", "num_gpus": 8,
                                                                 "max_hourly_price": 25}]),
+    "instances[].offering.providers": ("Choose the provider too, among these (leave out provider:): "
+                                       "ranked across their catalogues, pinned like any choice.",
+                                       [["shadeform", "forward"]]),
     "instances[].offering.gpu_type": ("One GPU type or a list of acceptable ones.", ["H100", ["A100", "H100"]]),
     "instances[].offering.num_gpus": ("GPUs per instance.", [8]),
     "instances[].offering.max_hourly_price": ("Most dollars per hour for the whole instance.", [25.0]),

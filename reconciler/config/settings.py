@@ -73,7 +73,8 @@ class SettingsReader:
         declared = self.maps["providers"]
         first_user: dict[str, Address] = {}
         for address, resource in resources.items():
-            first_user.setdefault(resource.provider, address)
+            for provider in resource.providers:
+                first_user.setdefault(provider, address)
         known = provider_names()
         for name, (_, place) in declared.items():
             if name not in known:

@@ -14,11 +14,11 @@ from reconciler.state.model import ResourceState, StateDocument
 from reconciler.views.formatting import format_hourly, format_money
 
 
-def _address_order(address: str) -> tuple[int, tuple[int, str, int], str]:
+def _address_order(address: str) -> tuple[int, tuple[int, str, int, str], str]:
     try:
         return (0, Address.parse(address).sort_key(), address)
     except ValueError:
-        return (1, (0, "", 0), address)
+        return (1, (0, "", 0, ""), address)
 
 
 def _type_of(kind: str, attributes: dict[str, Any], provider: str) -> str:

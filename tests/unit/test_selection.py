@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.failover import attempt_of
 from reconciler.model import Action, Address, Kind, LiveResource, Offering, OfferingRequest, Resource, Status
 from reconciler.planfile import read_plan_file, write_plan_file
-from reconciler.planner import LiveView, plan_changes
+from reconciler.planner import LiveView, PlanOptions, plan_changes, providers_needing_offerings
 from reconciler.selection import rank
 from reconciler.state.model import ResourceState, StateDocument
 
@@ -148,3 +150,93 @@ def test_an_instance_deleted_by_someone_is_not_called_reclaimed() -> None:
     (change,) = plan_changes({res.address: res}, doc, live).changes
     assert not any("reclaimed" in r for r in change.reasons)
     assert change.after is not None and change.after["offering_id"] == "e"
+
+
+def shadeform_offer(cloud: str, price: float, **fields: object) -> Offering:
+    pin = {"cloud": cloud, "region": "us-east-1", "shade_instance_type": "A100"}
+    return offer(f"{cloud}:us-east-1:A100", price, provider="shadeform", cloud=cloud, pin=pin, **fields)
+
+
+BOTH = {"forward": CATALOGUE, "shadeform": [shadeform_offer("lambdalabs", 1.12), shadeform_offer("datacrunch", 1.20)]}
+KEYS = {p: f'ssh_keys.deploy["{p}"]' for p in ("shadeform", "forward")}
+
+
+def anywhere(attempts: int = 1, **attributes: object) -> Resource:
+    return Resource(
+        Address(Kind.INSTANCE, "trainer"),
+        "shadeform",
+        {"name": "trainer", "ssh_key": KEYS, **attributes},
+        offering=OfferingRequest(gpu_type="A100", num_gpus=1, providers=("shadeform", "forward")),
+        fallback_attempts=attempts,
+    )
+
+
+def test_candidates_are_ranked_across_providers_and_the_choice_names_its_provider() -> None:
+    res = anywhere(attempts=3)
+    (change,) = plan_changes({res.address: res}, StateDocument(), LiveView(offerings=BOTH)).changes
+    assert change.provider == "forward"
+    assert change.reasons[0] == "cheapest of 5 candidates: forward crusoe us-east-1 A100x1 $1.10/h"
+    assert change.reasons[1].startswith("next: shadeform lambdalabs us-east-1 A100x1 $1.12/h; forward crusoe")
+    assert change.after is not None
+    assert (change.after["offering_id"], change.after["ssh_key"]) == ("e", KEYS["forward"])
+    assert [(c.provider, c.offering_id) for c in change.candidates] == [
+        ("forward", "e"), ("shadeform", "lambdalabs:us-east-1:A100"), ("forward", "a")
+    ]
+    # Moving to the Shadeform candidate changes the provider, the pin and the key object.
+    second = attempt_of(change, change.candidates[1])
+    assert second.provider == "shadeform"
+    assert second.after is not None and "offering_id" not in second.after
+    assert (second.after["cloud"], second.after["shade_instance_type"], second.after["ssh_key"]) == (
+        "lambdalabs", "A100", KEYS["shadeform"]
+    )
+
+
+def test_the_provider_filter_of_the_requirements() -> None:
+    offerings = [*BOTH["forward"], *BOTH["shadeform"]]
+    assert {o.provider for o in rank(OfferingRequest(providers=("shadeform",)), offerings)} == {"shadeform"}
+    assert {o.provider for o in rank(OfferingRequest(), offerings)} == {"shadeform", "forward"}
+
+
+def landed(res: Resource, provider: str, offering_id: str, price: float, **attributes: object) -> StateDocument:
+    doc = StateDocument()
+    after = {
+        "name": "trainer", "ssh_key": KEYS[provider], **attributes,
+        "offering": {**(res.offering.to_dict() if res.offering else {}), "selected": offering_id},
+    }
+    doc.resources[str(res.address)] = ResourceState(
+        provider=provider, kind="instances", id="i-1", attributes=after, hourly_price=price
+    )
+    return doc
+
+
+def test_the_chosen_provider_is_pinned_in_state_until_reselect() -> None:
+    res = anywhere()
+    pin = {"cloud": "datacrunch", "region": "us-east-1", "shade_instance_type": "A100"}
+    doc = landed(res, "shadeform", "datacrunch:us-east-1:A100", 1.20, **pin)
+    running = LiveResource("shadeform", Kind.INSTANCE, "i-1", "trainer", Status.ACTIVE, attributes={"name": "trainer"})
+    live = LiveView(resources={("shadeform", Kind.INSTANCE): {"i-1": running}}, offerings=BOTH)
+    # Cheaper offerings elsewhere do not move it, and no catalogue is needed to know so.
+    (kept,) = plan_changes({res.address: res}, doc, replace(live, offerings={})).changes
+    assert (kept.action, kept.provider) == (Action.NOOP, "shadeform")
+    assert providers_needing_offerings({res.address: res}, doc) == (set(), set())
+    assert providers_needing_offerings({res.address: res}, doc, reselect=True)[0] == {"shadeform", "forward"}
+
+    (moved,) = plan_changes({res.address: res}, doc, live, PlanOptions(reselect=True)).changes
+    assert (moved.action, moved.provider) == (Action.REPLACE, "forward")
+    assert moved.reasons[0] == "provider changed from shadeform to forward"
+    assert moved.after is not None and moved.after["ssh_key"] == KEYS["forward"]
+
+
+def test_expiry_follows_the_provider_each_candidate_is_on() -> None:
+    res = anywhere(attempts=2, expiry={"after": "8h"})
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    shadeform_first = {"forward": CATALOGUE[1:2], "shadeform": BOTH["shadeform"][:1]}
+    (change,) = plan_changes(
+        {res.address: res}, StateDocument(), LiveView(offerings=shadeform_first), PlanOptions(now=now)
+    ).changes
+    assert change.provider == "shadeform"
+    assert change.after is not None and change.after["auto_delete"] == {"date_threshold": "2026-01-01T08:00:00Z"}
+    on_forward = attempt_of(change, change.candidates[1])
+    assert on_forward.provider == "forward"
+    assert on_forward.after is not None and "auto_delete" not in on_forward.after
+    assert on_forward.after["expiry"]["deadline"] == "2026-01-01T08:00:00Z"  # enforced by the planner there
