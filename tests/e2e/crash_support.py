@@ -695,3 +695,50 @@ def audit_failover(stack: Stack, *, expect_live: bool) -> Audit:
     TOTALS.orphans += len(orphans)
     TOTALS.duplicates += len(duplicates)
     return Audit(orphans, duplicates, problems)
+
+
+CROSS_PROVIDER_ATTEMPTS = 4  # three Forward candidates are cheaper than Shadeform's first
+
+
+class CrossProviderFailoverStack(Stack):
+    """One instance whose provider is chosen, with a key on both providers: Forward sold out,
+    so failover crosses to Shadeform on the last attempt."""
+
+    def write_config(self, variant: Variant) -> None:
+        lag = self.emulator.list_lag_seconds
+        shadeform = _provider_block("shadeform", f"{self.emulator.url}/shadeform/v1", self.api_key, variant, lag)
+        forward = _provider_block("forward", f"{self.emulator.url}/forward/v1", self.api_key, variant, lag)
+        (self.root / "main.yaml").write_text(
+            f"""\
+providers:
+{shadeform}
+{forward}
+
+ssh_keys:
+  - name: deploy
+    providers: [shadeform, forward]
+    public_key: {PUBLIC_KEY}
+
+instances:
+  - name: trainer
+    ssh_key: deploy
+    offering: {{providers: [shadeform, forward], gpu_type: A100, num_gpus: 1, max_hourly_price: 2.0}}
+    fallback: {{max_attempts: {CROSS_PROVIDER_ATTEMPTS}}}
+"""
+        )
+
+
+def audit_cross_provider(stack: Stack, *, expect_live: bool) -> Audit:
+    """`audit_failover` over both providers, and the two key objects neither orphaned nor doubled."""
+    audit = audit_failover(stack, expect_live=expect_live)
+    tracked = {res["id"] for res in stack.state().get("resources", {}).values()}
+    keys = [e for e in stack.ledger() if e["kind"] == "ssh_keys" and e["status"] not in ("deleted", "deleting")]
+    orphans = [f"key {e['id']} ({e['api']}) is live but not in state" for e in keys if e["id"] not in tracked]
+    providers = sorted(str(e["api"]) for e in keys)
+    duplicates = [f"keys live on {providers}"] if len(providers) != len(set(providers)) else []
+    problems = []
+    if expect_live and providers != ["forward", "shadeform"]:
+        problems.append(f"keys live on {providers}, expected one on each provider")
+    TOTALS.orphans += len(orphans)
+    TOTALS.duplicates += len(duplicates)
+    return Audit(audit.orphans + orphans, audit.duplicates + duplicates, audit.problems + problems)

@@ -22,15 +22,18 @@ from pathlib import Path
 import pytest
 from crash_support import (
     CONSISTENCY_MARGIN_SECONDS,
+    CROSS_PROVIDER_ATTEMPTS,
     FAILOVER_ATTEMPTS,
     REPLACED_BY_REPLACING,
     REPLACING,
     STACK_SIZE,
     TOTALS,
+    CrossProviderFailoverStack,
     EmulatorServer,
     FailoverStack,
     Stack,
     assert_clean,
+    audit_cross_provider,
     audit_failover,
     kill_at_write,
     run_in_lanes,
@@ -349,6 +352,35 @@ def test_kill_during_capacity_failover(market_emulator: EmulatorServer, tmp_path
         assert not (audit.orphans or audit.duplicates or audit.problems), audit.describe()
         stack.converge("destroy")
         audit = audit_failover(stack, expect_live=False)
+        assert not (audit.orphans or audit.duplicates or audit.problems), audit.describe()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.transcript()}") from None
+    finally:
+        market_emulator.set_faults("")
+
+
+def test_kill_as_failover_lands_on_another_provider(market_emulator: EmulatorServer, tmp_path: Path) -> None:
+    """Forward sold out, the last candidate is Shadeform's: killed once that create is applied
+    but not answered, the pending record names Shadeform, so the next run adopts the instance
+    there; nothing orphaned on either provider, nothing doubled, and destroy removes it all."""
+    market_emulator.set_faults("forward.instances.create=capacity")
+    stack = CrossProviderFailoverStack(tmp_path, market_emulator, "cross-provider-failover")
+    try:
+        last = 2 + CROSS_PROVIDER_ATTEMPTS  # two key objects, then the attempts
+        killed = kill_at_write(stack, "apply", last, "after", "cross-provider-failover")
+        assert killed.stdout.count("no capacity on forward") == CROSS_PROVIDER_ATTEMPTS - 1, killed.describe()
+        assert f"attempt {CROSS_PROVIDER_ATTEMPTS} of {CROSS_PROVIDER_ATTEMPTS}: shadeform " in killed.stdout
+        stack.check_state_after_kill()
+        (pending,) = stack.state()["pending"]
+        assert (pending["address"], pending["provider"]) == ("instances.trainer", "shadeform")
+        stack.converge("apply")
+        held = stack.state()["resources"]["instances.trainer"]
+        assert held["provider"] == "shadeform"
+        assert held["attributes"]["ssh_key"] == 'ssh_keys.deploy["shadeform"]'
+        audit = audit_cross_provider(stack, expect_live=True)
+        assert not (audit.orphans or audit.duplicates or audit.problems), audit.describe()
+        stack.converge("destroy")
+        audit = audit_cross_provider(stack, expect_live=False)
         assert not (audit.orphans or audit.duplicates or audit.problems), audit.describe()
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.transcript()}") from None
