@@ -230,13 +230,17 @@ async def read_unlisted(
     the plan would create those objects again. What a fresh read finds joins the view;
     what it cannot find although it was created inside the provider's consistency
     window cannot be judged yet and is returned as a reason to wait.
+
+    A tracked instance missing from any list is read too: an API that keeps a deleted
+    instance readable by id (Forward) says there why it went, so a spot reclaim reads as
+    one rather than as a delete outside reconciler.
     """
     missing: list[tuple[str, str, Kind, str, str | None]] = []
     tracked = [(key, res) for key, res in doc.resources.items()] + [(d.address, d) for d in doc.deposed]
     for address, res in tracked:
         kind = Address.parse(address).kind
         provider = providers.get(res.provider)
-        if provider is None or provider.list_consistency_seconds <= 0:
+        if provider is None or (provider.list_consistency_seconds <= 0 and kind is not Kind.INSTANCE):
             continue
         if live.refreshed(res.provider, kind) and live.lookup(res.provider, kind, res.id) is None:
             missing.append((address, res.provider, kind, res.id, res.created_at))

@@ -4,10 +4,11 @@ plan saying why, and capacity failover down the plan's ranked list during apply.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from lifecycle_support import Project, live_names, run_cli
+from lifecycle_support import PUBLIC_KEY, Project, live_names, run_cli
 
 pytest_plugins = ["lifecycle_support"]
 
@@ -301,3 +302,66 @@ def test_a_reclaimed_spot_instance_is_created_again_on_the_next_candidate(projec
     assert second["attributes"]["offering_id"] != offering  # with fallback: the next candidate
     assert [e.id for e in project.live()] == [second["id"]]
     assert project.run("plan", "--detailed-exitcode").returncode == 0
+
+
+ANYWHERE = f"""
+providers:
+  shadeform: {{endpoint: embedded}}
+  forward: {{endpoint: embedded}}
+ssh_keys:
+  - name: deploy
+    providers: [shadeform, forward]
+    public_key: {PUBLIC_KEY}
+instances:
+  - name: trainer
+    ssh_key: deploy
+    offering: {{providers: [shadeform, forward], gpu_type: A100, num_gpus: 1, max_hourly_price: 2.0}}
+    fallback: {{max_attempts: 4}}
+"""
+
+
+def test_the_provider_is_chosen_pinned_failed_over_and_a_reclaim_gone_from_the_list_says_so(
+    project: Project,
+) -> None:
+    project.write(ANYWHERE)
+    planned = project.run("plan", "-out", "plan.bin")
+    candidates = ranked(project)
+    providers = [c["provider"] for c in candidates]
+    assert providers[0] == "forward" and "shadeform" in providers, candidates
+    assert "# (cheapest of " in planned.stdout and f": {candidates[0]['label']})" in planned.stdout
+    assert "# (next: " in planned.stdout and "; shadeform " in planned.stdout
+    assert '# ssh_keys.deploy["forward"] will be created' in planned.stdout
+
+    # Forward sold out: apply goes down the plan's list onto Shadeform, with its key object there.
+    over = providers.index("shadeform")
+    applied = project.run("apply", "plan.bin", env={"RECONCILER_EMULATOR_FAULTS": SOLD_OUT})
+    assert f"attempt {over + 1} of 4: {candidates[over]['label']}" in applied.stdout, applied.describe()
+    resources = project.state()["resources"]
+    held = resources["instances.trainer"]
+    assert (held["provider"], held["attributes"]["ssh_key"]) == ("shadeform", 'ssh_keys.deploy["shadeform"]')
+    assert held["attributes"]["offering"]["selected"] == candidates[over]["offering_id"]
+    assert {resources[f'ssh_keys.deploy["{p}"]']["provider"] for p in ("shadeform", "forward")} == {
+        "shadeform", "forward"
+    }
+    assert sorted((e.api, e.kind) for e in project.live()) == [
+        ("forward", "ssh_keys"), ("shadeform", "instances"), ("shadeform", "ssh_keys")
+    ]
+    # Pinned: a cheaper Forward offering does not move it, until --reselect.
+    assert project.run("plan", "--detailed-exitcode").returncode == 0
+    reselected = project.run("plan", "--reselect", "-out", "again.bin", "--detailed-exitcode", expect=2)
+    assert "provider changed from shadeform to forward" in reselected.stdout
+    project.run("apply", "again.bin")
+    held = project.state()["resources"]["instances.trainer"]
+    assert (held["provider"], held["attributes"]["ssh_key"]) == ("forward", 'ssh_keys.deploy["forward"]')
+
+    # Forward takes it back, and it is gone from Forward's list: the plan still says why.
+    reclaim = {"RECONCILER_EMULATOR_MARKET": json.dumps({"reclaims": [{"instance_id": held["id"], "after_seconds": 0}]})}
+    assert "# (reclaimed by the provider (preempted" in project.run("plan", env=reclaim).stdout
+    deadline = time.monotonic() + 30
+    while not any(e.id == held["id"] and e.status == "deleted" for e in project.ledger()):
+        assert time.monotonic() < deadline, "the reclaimed instance never finished deleting"
+    gone = project.run("plan")
+    assert "# (reclaimed by the provider (preempted" in gone.stdout, gone.describe()
+    assert "deleted outside reconciler" not in gone.stdout
+    project.run("destroy", "--auto-approve")
+    assert project.live() == []
