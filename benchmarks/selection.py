@@ -1,7 +1,9 @@
 """Scenario 5, selection: plan instances given by requirements over the full catalogue of both
-providers. Ours fetches each provider's catalogue once per plan and ranks every instance
-against it; the baseline asks the catalogue once per instance (ten at a time), as a tool that
-resolves each instance's offering on its own would. Same planner, same emulator, same latency."""
+providers. Half choose their provider too (`offering.providers: [shadeform, forward]`), so
+each of them ranks both catalogues together. Ours fetches each provider's catalogue once per
+plan and ranks every instance against it; the baseline asks the catalogue once per instance
+and provider it may land on (ten at a time), as a tool that resolves each instance's offering
+on its own would. Same planner, same emulator, same latency."""
 
 from __future__ import annotations
 
@@ -25,13 +27,16 @@ REQUIREMENTS = {"gpu_type": ["A100", "H100", "L40S"], "num_gpus": 1, "max_price_
 
 
 def selection_document(count: int) -> dict[str, Any]:
-    """`count` instances by requirements, half on each provider, every one ranking many offerings."""
-    half = count // 2
+    """`count` instances by requirements: half choosing among both providers' catalogues (with
+    fallback), a quarter on each provider, every one ranking many offerings."""
+    half, quarter = count // 2, count // 4
+    anywhere = {**REQUIREMENTS, "providers": ["shadeform", "forward"]}
     return {
         "providers": {"shadeform": {"endpoint": "embedded"}, "forward": {"endpoint": "embedded"}},
         "instances": [
-            {"name": "sf", "provider": "shadeform", "count": half, "offering": REQUIREMENTS, "fallback": {"max_attempts": 3}},
-            {"name": "fw", "provider": "forward", "count": count - half, "offering": REQUIREMENTS},
+            {"name": "any", "count": half, "offering": anywhere, "fallback": {"max_attempts": 3}},
+            {"name": "sf", "provider": "shadeform", "count": quarter, "offering": REQUIREMENTS},
+            {"name": "fw", "provider": "forward", "count": count - half - quarter, "offering": REQUIREMENTS},
         ],
     }
 
@@ -45,7 +50,7 @@ async def _catalogue_per_instance(providers: dict[str, Any], config: Any) -> dic
         async with slots:
             seen[provider] = await providers[provider].offerings()
 
-    await asyncio.gather(*(one(res.provider) for res in config.resources.values()))
+    await asyncio.gather(*(one(p) for res in config.resources.values() for p in res.providers))
     return seen
 
 
@@ -86,6 +91,7 @@ async def plan_selection(workdir: Path, settings: Settings) -> list[Row]:
                 "size": count,
                 "catalogue": catalogue,
                 "with_fallbacks": sum(1 for c in plan.changes if c.candidates),
+                "landed": {p: sum(1 for c in chosen if c.provider == p) for p in ("shadeform", "forward")},
             },
         )
     ]
