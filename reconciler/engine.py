@@ -474,9 +474,14 @@ async def import_resource(
     tracked = {r.id: k for k, r in doc.resources.items()}
     if id in tracked:
         raise ReconcilerError(f"import {address}: {id} is already tracked as {tracked[id]}")
-    observed = await providers[res.provider].get(address.kind, id)
+    observed = None
+    for provider in res.providers:  # an instance whose provider is chosen may be on any of them
+        observed = await providers[provider].get(address.kind, id)
+        if observed is not None:
+            break
     if observed is None or observed.status in GONE_STATUSES:
-        raise ReconcilerError(f"import {address}: {res.provider} has no live {address.kind.singular} {id}")
+        where = " or ".join(res.providers)
+        raise ReconcilerError(f"import {address}: {where} has no live {address.kind.singular} {id}")
     new = doc.model_copy(deep=True)
     new.resources[str(address)] = imported_resource(res, observed, doc.lineage)
     return new

@@ -546,7 +546,10 @@ def providers_needing_offerings(
 def imported_resource(res: Resource, observed: LiveResource, lineage: str) -> ResourceState:
     """The state entry for an existing object adopted with `reconciler import`."""
     attrs = dict(res.attributes)
-    spec = find_provider(res.provider)
+    keys = attrs.get("ssh_key")
+    if isinstance(keys, dict):  # the key object on the provider it was found on
+        attrs["ssh_key"] = keys[observed.provider]
+    spec = find_provider(observed.provider)
     for key in spec.pin_keys if spec is not None else ():
         if key not in attrs and key in observed.attributes:
             attrs[key] = observed.attributes[key]
@@ -556,7 +559,7 @@ def imported_resource(res: Resource, observed: LiveResource, lineage: str) -> Re
             "selected": observed.attributes.get("offering_id", "imported"),
         }
     return ResourceState(
-        provider=res.provider,
+        provider=observed.provider,
         kind=res.address.kind.value,
         id=observed.id,
         attributes=mask_sensitive(attrs, res.sensitive, lineage),

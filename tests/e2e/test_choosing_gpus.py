@@ -353,6 +353,12 @@ def test_the_provider_is_chosen_pinned_failed_over_and_a_reclaim_gone_from_the_l
     project.run("apply", "again.bin")
     held = project.state()["resources"]["instances.trainer"]
     assert (held["provider"], held["attributes"]["ssh_key"]) == ("forward", 'ssh_keys.deploy["forward"]')
+    # Imported again, it is looked for on each provider it may be on.
+    project.run("state", "rm", "instances.trainer")
+    project.run("import", "instances.trainer", held["id"])
+    imported = project.state()["resources"]["instances.trainer"]
+    assert (imported["provider"], imported["attributes"]["ssh_key"]) == ("forward", 'ssh_keys.deploy["forward"]')
+    assert project.run("plan", "--detailed-exitcode").returncode == 0
 
     # Forward takes it back, and it is gone from Forward's list: the plan still says why.
     reclaim = {"RECONCILER_EMULATOR_MARKET": json.dumps({"reclaims": [{"instance_id": held["id"], "after_seconds": 0}]})}

@@ -208,3 +208,17 @@ def test_bad_provider_choices_name_the_line_field_and_fix(
     assert message in error.message, error
     if hint is not None:
         assert error.hint is not None and hint in error.hint, error
+
+
+def test_depends_on_and_references_name_the_objects_of_a_shared_key(tmp_path: Path) -> None:
+    text = SHARED.split("volumes:")[0] + (
+        "instances:\n"
+        "  - name: t\n    provider: forward\n    offering_id: x\n"
+        "    depends_on: [ssh_keys.deploy]\n"
+        """    envs: {KEY_ID: '${ssh_keys.deploy["shadeform"].id}'}\n"""
+    )
+    res = load(tmp_path, text).resources[Address(Kind.INSTANCE, "t")]
+    assert set(res.depends_on) == {key("shadeform"), key("forward")}
+    assert res.references == ('ssh_keys.deploy["shadeform"].id',)
+    error = load_error(tmp_path, text.replace('deploy["shadeform"].id', 'deploy["lambda"].id'))
+    assert 'ssh_keys.deploy["lambda"] does not exist' in error.message
