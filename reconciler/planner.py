@@ -46,6 +46,7 @@ from reconciler.planner_passes import (
     find_orphans,
     in_plan_order,
     match_targets,
+    moved_to_providers,
     plan_cost,
     removed_resources,
     restrict_to_targets,
@@ -106,6 +107,7 @@ def plan_changes(
     diffs = diff_resources(resources, doc, live, opts, forced_replace)
     removed = removed_resources(doc, diffs.desired, live, destroy=opts.destroy, expired=diffs.expired)
     changes = {**diffs.changes, **removed}
+    moved_notes = moved_to_providers(changes, diffs.desired)
     changes = {a: explain_unknowns(c, changes) for a, c in changes.items()}
     if targeted is not None:
         changes = restrict_to_targets(changes, targeted, target_graph(diffs.desired, doc, targeted))
@@ -120,7 +122,7 @@ def plan_changes(
         state_serial=doc.serial,
         state_lineage=doc.lineage,
         cost=plan_cost(ordered, doc, live, targeted),
-        notes=(*diffs.notes, *spread_notes),
+        notes=(*diffs.notes, *moved_notes, *spread_notes),
         orphans=find_orphans(doc, live),
         foreign=find_foreign_objects(ordered, doc, live),
     )

@@ -163,6 +163,22 @@ def attach_selections(
     return result
 
 
+def moved_to_providers(changes: Mapping[Address, Change], desired: Mapping[Address, Resource]) -> list[str]:
+    """A key now declared for several providers would be deleted and created again, and so
+    would every instance using it; `state mv` keeps the object that exists."""
+    found: list[str] = []
+    for address, change in changes.items():
+        if change.action is not Action.DELETE or address.index is not None:
+            continue
+        moved = Address(address.kind, address.name, change.provider)
+        if moved in desired and desired[moved].provider == change.provider:
+            found.append(
+                f"{address} is now declared per provider; `reconciler state mv {address} '{moved}'` keeps "
+                "the object and what uses it instead of replacing them"
+            )
+    return found
+
+
 def spread_create_before_destroy(changes: Mapping[Address, Change]) -> tuple[dict[Address, Change], list[str]]:
     """create_before_destroy spreads to the replaced dependencies of a replacement that has it,
     or the apply order would cycle (the new dependent needs its new dependency first)."""

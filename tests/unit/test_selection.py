@@ -240,3 +240,17 @@ def test_expiry_follows_the_provider_each_candidate_is_on() -> None:
     assert on_forward.provider == "forward"
     assert on_forward.after is not None and "auto_delete" not in on_forward.after
     assert on_forward.after["expiry"]["deadline"] == "2026-01-01T08:00:00Z"  # enforced by the planner there
+
+
+def test_a_key_now_declared_per_provider_suggests_state_mv() -> None:
+    body = {"name": "deploy", "public_key": "ssh-ed25519 AAAA k"}
+    desired = {
+        Address(Kind.SSH_KEY, "deploy", p): Resource(Address(Kind.SSH_KEY, "deploy", p), p, body)
+        for p in ("shadeform", "forward")
+    }
+    doc = StateDocument()
+    doc.resources["ssh_keys.deploy"] = ResourceState(provider="shadeform", kind="ssh_keys", id="k-1", attributes=body)
+    plan = plan_changes(desired, doc, LiveView())
+    assert any(
+        "`reconciler state mv ssh_keys.deploy 'ssh_keys.deploy[\"shadeform\"]'` keeps" in note for note in plan.notes
+    ), plan.notes
