@@ -287,11 +287,19 @@ class ReferenceResolver:
     def _pin_to_volumes(self, member: _Member, offering: OfferingRequest) -> OfferingRequest:
         """A volume pins an instance whose provider is chosen to the volume's own provider (and,
         through its placement, region): the data is where it is."""
+        pinned_by: str | None = None
         for position, text in enumerate(member.volumes):
             match = _REFERENCE.match(text.strip())
             entry = self.entries[Kind.VOLUME].get(match.group(1)) if match else None
             if entry is None:
                 continue  # reported with its hint when the reference is resolved
+            if pinned_by is not None and entry.provider not in member.providers:
+                raise member.origin.fail(
+                    ("volumes", position),
+                    f"volumes.{entry.name} is on {entry.provider}, {pinned_by} on {member.provider}: "
+                    "an instance is on one provider",
+                    hint="mount volumes of one provider",
+                )
             if entry.provider not in member.providers:
                 raise member.origin.fail(
                     ("volumes", position),
@@ -301,6 +309,7 @@ class ReferenceResolver:
                 )
             member.providers = (entry.provider,)
             member.provider = entry.provider
+            pinned_by = pinned_by or f"volumes.{entry.name}"
         return replace(offering, providers=member.providers)
 
     def _explicit_dependency(self, text: str, origin: Origin, place: tuple[str | int, ...]) -> list[Address]:

@@ -195,9 +195,19 @@ instances:
             "volumes.v is on forward, which is not among offering.providers (shadeform)",
             "add forward to offering.providers",
         ),
+        (
+            "volumes:\n  - {name: v, provider: forward, cloud: crusoe, region: r, size_gb: 1}\n"
+            "  - {name: w, provider: shadeform, cloud: c, region: r, size_gb: 1}\n"
+            "instances:\n  - name: t\n    volumes: [v, w]\n    offering: {providers: [shadeform, forward]}\n",
+            6,
+            "instances[0].volumes[1]",
+            "volumes.w is on shadeform, volumes.v on forward: an instance is on one provider",
+            "mount volumes of one provider",
+        ),
     ],
     ids=["key-on-one-provider", "key-not-declared-there", "provider-and-providers", "unknown-provider",
-         "listed-twice", "provider-only-key", "key-provider-and-providers", "volume-elsewhere"],
+         "listed-twice", "provider-only-key", "key-provider-and-providers", "volume-elsewhere",
+         "volumes-on-two-providers"],
 )
 def test_bad_provider_choices_name_the_line_field_and_fix(
     tmp_path: Path, text: str, line: int, field: str, message: str, hint: str | None
