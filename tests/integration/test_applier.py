@@ -278,3 +278,26 @@ async def test_sensitive_env_reported_back_in_clear_is_no_drift_and_never_stored
         refreshed, drift = await engine.refresh_only(providers, run.config, doc)
     assert drift == ()
     assert secret not in refreshed.to_json_text() and secret not in run.backend.path.read_text()
+
+
+ANYWHERE = """
+instances:
+  - name: trainer
+    offering: {providers: [shadeform, forward], gpu_type: A100, num_gpus: 1, max_hourly_price: 2.0}
+    fallback: {max_attempts: 5, on_boot_failure: true}
+"""
+
+
+async def test_failover_onto_another_provider_deletes_a_failed_boot_where_it_is(tmp_path: Path) -> None:
+    """Forward sold out; the first Shadeform candidate ends in error at boot and is deleted on
+    Shadeform, not on the provider the plan first chose; the next Shadeform candidate lands."""
+    run = Run(tmp_path, ANYWHERE)
+    result = await run.plan_and_apply(
+        "forward.instances.create=capacity;shadeform.instances.create=boot_failure@times=1"
+    )
+    assert result.ok
+    held = run.backend.read().resources["instances.trainer"]
+    assert held.provider == "shadeform"
+    instances = [e for e in run.ledger() if e["kind"] == "instances"]
+    assert [e["api"] for e in instances] == ["shadeform", "shadeform"]
+    assert run.live_ids() == {held.id}
