@@ -23,14 +23,15 @@ def price_cap_warnings(
     found: list[tuple[Address, str]] = []
     for address, resource in sorted(resources.items(), key=lambda item: item[0].sort_key()):
         request = resource.offering
-        if address.kind is not Kind.INSTANCE or request is None or resource.provider not in offerings:
+        fetched = [p for p in resource.providers if p in offerings]  # several if the provider is chosen
+        if address.kind is not Kind.INSTANCE or request is None or not fetched:
             continue
         if request.max_hourly_price is None and request.max_price_per_gpu_hour is None:
             continue
         if address.index not in (None, 0):
             continue  # the members of a counted entry share its requirements: one warning
         uncapped = replace(request, max_hourly_price=None, max_price_per_gpu_hour=None)
-        candidates = [o for o in offerings[resource.provider] if matches(uncapped, o)]
+        candidates = [o for p in fetched for o in offerings[p] if matches(uncapped, o)]
         if not candidates or any(matches(request, o) for o in candidates):
             continue  # nothing matches at all (the plan says so), or the cap is met
         cheapest = min(candidates, key=lambda o: o.hourly_price)
@@ -43,7 +44,7 @@ def price_cap_warnings(
         found.append(
             (
                 address,
-                f"{shown}: {' and '.join(caps)} is below every matching {resource.provider} offering "
+                f"{shown}: {' and '.join(caps)} is below every matching {' or '.join(fetched)} offering "
                 f"(the cheapest is ${cheapest.hourly_price:,.2f}/h, ${cheapest.price_per_gpu_hour:,.2f}/GPU-h); "
                 "a new selection (--reselect, a replacement, a fallback) would find none",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from rich.console import Console
 
@@ -56,3 +57,15 @@ def test_plan_warnings_render_as_warnings() -> None:
         "Warning: instances.x: max_hourly_price 1 is below ...\n"
         "  hint: raise the cap, or see the prices with `reconciler offerings`\n"
     )
+
+
+def test_an_instance_choosing_its_provider_is_warned_over_every_provider_it_may_use() -> None:
+    request = OfferingRequest(gpu_type="H100", num_gpus=8, max_hourly_price=19, providers=("shadeform", "forward"))
+    address, res = instance("anywhere", request)
+    shadeform = [Offering("shadeform", "s", "H100", 8, 18.0, "r", "c", True, {"cloud": "c"})]
+    assert price_cap_warnings({address: res}, {**CATALOGUE, "shadeform": shadeform}) == []  # Shadeform meets it
+    (warning,) = price_cap_warnings({address: res}, CATALOGUE)
+    assert "below every matching forward offering" in warning[1]
+    capped = {address: replace(res, offering=replace(request, max_hourly_price=10))}
+    (both,) = price_cap_warnings(capped, {**CATALOGUE, "shadeform": shadeform})
+    assert "below every matching shadeform or forward offering (the cheapest is $18.00/h" in both[1]
